@@ -1,0 +1,3 @@
+"""The list of commands; each lives in a module of its own."""
+
+ALL = []
