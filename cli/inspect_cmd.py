@@ -1,0 +1,39 @@
+"""``onnxcar inspect``: the channel groups of a model."""
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from onnxcar.graph import analyze
+from onnxcar.io import load_model
+from onnxcar.report import dumps, inspect_report
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema in the README).")
+@click.option("--all", "show_all", is_flag=True, help="Also list groups that cannot be pruned.")
+def inspect_command(model: str, as_json: bool, show_all: bool) -> None:
+    """List the channel groups of MODEL: what can be pruned, and at what share of the cost."""
+    report = inspect_report(analyze(load_model(model)))
+    report["model"] = model
+    if as_json:
+        click.echo(dumps(report))
+        return
+    table = Table(title=f"{model}: {report['params']:,} parameters, {report['macs']:,} MACs per sample")
+    for column in ("id", "layers", "channels", "params", "MACs", "prunable"):
+        table.add_column(column, justify="right" if column in ("id", "channels", "params", "MACs") else "left")
+    for group in report["groups"]:
+        if group["prunable"] or show_all:
+            table.add_row(
+                str(group["id"]),
+                ", ".join(group["layers"]),
+                str(group["channels"]),
+                f"{group['params_share']:.1%}",
+                f"{group['macs_share']:.1%}",
+                "yes" if group["prunable"] else f"no: {group['reason']}",
+            )
+    prunable = sum(g["prunable"] for g in report["groups"])
+    console = Console()
+    console.print(table)
+    console.print(f"{prunable} of {len(report['groups'])} groups prunable" + ("" if show_all else " (--all lists the rest)"))

@@ -1,0 +1,200 @@
+"""Finds the channel groups of a model: the channels that must be removed together."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxcar.graph.channels import Edit, Role, Slot, UnionFind
+from onnxcar.graph.context import NodeContext, Unhandled, static_dims
+from onnxcar.graph.ir import import_graph
+from onnxcar.graph.registry import handler_for, load_handlers
+
+
+@dataclass(frozen=True)
+class Member:
+    """A node's part in a group."""
+
+    node: str
+    op_type: str
+    role: Role
+
+
+@dataclass
+class Group:
+    """A set of channels whose removal must happen together, across every member node.
+
+    ``channels[i]`` is the class id (a union-find root) of channel ``i``, numbered as the
+    first producer numbers its filters.
+    """
+
+    id: int
+    channels: np.ndarray
+    members: list[Member]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def producers(self) -> list[str]:
+        return [m.node for m in self.members if m.role is Role.PRODUCER]
+
+    @property
+    def prunable(self) -> bool:
+        return not self.reasons
+
+    @property
+    def size(self) -> int:
+        return len(self.channels)
+
+    def channel_ids(self, indices) -> set[int]:
+        """Class ids of the channels at ``indices``."""
+        return {int(self.channels[i]) for i in indices}
+
+
+@dataclass
+class Tracer:
+    """The channel trace built while walking the graph in topological order."""
+
+    uf: UnionFind = field(default_factory=UnionFind)
+    slots: dict[str, Slot] = field(default_factory=dict)
+    owners: list[str] = field(default_factory=list)
+    members: list[tuple[str, str, Role, np.ndarray]] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    blocks: list[tuple[np.ndarray, str]] = field(default_factory=list)
+
+    def block(self, atoms: np.ndarray, reason: str) -> None:
+        self.blocks.append((atoms, reason))
+
+    def opaque(self, count: int, reason: str) -> np.ndarray:
+        """Atoms for channels that come from no producer, blocked."""
+        atoms = self.uf.add(count)
+        self.owners.extend([""] * count)
+        self.block(atoms, reason)
+        return atoms
+
+
+@dataclass
+class Analysis:
+    """The channel groups of a graph and everything surgery needs to remove them."""
+
+    graph: gs.Graph
+    model: onnx.ModelProto
+    tracer: Tracer
+    groups: list[Group]
+    root: np.ndarray  # the class id of every atom
+
+    def roots(self, atoms: np.ndarray) -> np.ndarray:
+        return self.root[atoms]
+
+    def group(self, name: str) -> Group:
+        """The group a layer name selects: a producer node name, or its short layer name."""
+        from onnxcar.errors import OnnxcarError
+
+        for group in self.groups:
+            if any(name in (p, layer_name(p)) for p in group.producers):
+                return group
+        known = ", ".join(layer_name(p) for g in self.groups for p in g.producers[:1])
+        raise OnnxcarError(f"no layer named {name!r}; layers: {known}")
+
+
+def layer_name(node_name: str) -> str:
+    """The short name of a node: ``/features/conv1/Conv`` becomes ``features/conv1``."""
+    parts = [p for p in node_name.split("/") if p]
+    if len(parts) > 1 and parts[-1].split("_")[0] in _OP_SUFFIXES:
+        parts = parts[:-1]
+    return "/".join(parts) or node_name
+
+
+_OP_SUFFIXES = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
+
+
+def analyze(model: onnx.ModelProto) -> Analysis:
+    """Traces every channel of ``model`` and groups the channels that must go together."""
+    load_handlers()
+    graph = import_graph(model)
+    tracer = Tracer()
+    _seed_inputs(graph, tracer)
+    for node in graph.nodes:
+        _visit(node, tracer)
+    for tensor in graph.outputs:
+        slot = tracer.slots.get(tensor.name)
+        if slot is not None:
+            tracer.block(slot.atoms, f"channels reach the graph output {tensor.name!r}")
+    root = tracer.uf.root_array()
+    return Analysis(graph, model, tracer, _collect_groups(tracer, root), root)
+
+
+def _seed_inputs(graph: gs.Graph, tracer: Tracer) -> None:
+    for tensor in graph.inputs:
+        dims = static_dims(tensor.shape)
+        if dims is not None and len(dims) >= 2 and dims[1] > 1:
+            atoms = tracer.opaque(dims[1], f"channels of the graph input {tensor.name!r}")
+            tracer.slots[tensor.name] = Slot(1, atoms)
+
+
+def _visit(node: gs.Node, tracer: Tracer) -> None:
+    ctx = NodeContext(tracer, node)
+    handler = handler_for(node.domain or "", node.op)
+    try:
+        if handler is None:
+            domain = f" of domain {node.domain!r}" if node.domain not in (None, "", "ai.onnx") else ""
+            raise Unhandled(f"{node.op}{domain} has no channel handler")
+        handler(ctx)
+    except Unhandled as err:
+        reason = f"{node.name} ({node.op}): {err}"
+        for index in range(len(node.inputs)):
+            slot = ctx.slot(index)
+            if slot is not None:
+                tracer.block(slot.atoms, reason)
+        for output in node.outputs:  # whatever the handler set before it gave up is void
+            tracer.slots.pop(output.name, None)
+        for index, output in enumerate(node.outputs):
+            dims = static_dims(output.shape)
+            if dims is not None and len(dims) >= 2 and dims[1] > 1 and node.op in ("Conv", "Gemm", "MatMul"):
+                tracer.slots[output.name] = Slot(1, tracer.opaque(dims[1], reason))
+
+
+def _collect_groups(tracer: Tracer, root: np.ndarray) -> list[Group]:
+    by_owner: dict[str, list[int]] = {}
+    for atom, owner in enumerate(tracer.owners):
+        if owner:
+            by_owner.setdefault(owner, []).append(atom)
+    # Producers whose channels were coupled form one group.
+    link = UnionFind()
+    producer_ids = {name: i for i, name in enumerate(by_owner)}
+    link.add(len(producer_ids))
+    first_owner_of_root: dict[int, str] = {}
+    for owner, atoms in by_owner.items():
+        for r in root[atoms].tolist():
+            link.union(producer_ids[owner], producer_ids[first_owner_of_root.setdefault(r, owner)])
+    grouped: dict[int, list[str]] = {}
+    for owner in by_owner:  # dict order is the topological order of producers
+        grouped.setdefault(link.find(producer_ids[owner]), []).append(owner)
+
+    group_of_root: dict[int, int] = {}
+    channel_lists = []
+    for index, owners in enumerate(grouped.values()):
+        channels = list(dict.fromkeys(root[a] for owner in owners for a in by_owner[owner]))
+        channel_lists.append(channels)
+        group_of_root.update((int(r), index) for r in channels)
+
+    reasons: list[dict[str, None]] = [{} for _ in channel_lists]
+    for atoms, reason in tracer.blocks:
+        for index in _groups_touched(root, atoms, group_of_root):
+            reasons[index][reason] = None
+    members: list[dict[tuple[str, Role], Member]] = [{} for _ in channel_lists]
+    for node, op_type, role, atoms in tracer.members:
+        for index in _groups_touched(root, atoms, group_of_root):
+            members[index].setdefault((node, role), Member(node, op_type, role))
+
+    groups = []
+    for index, channels in enumerate(channel_lists):
+        why = list(reasons[index])
+        if len(channels) < 2:
+            why.append("a single channel cannot be pruned")
+        groups.append(Group(index, np.asarray(channels, dtype=np.int64), list(members[index].values()), why))
+    return groups
+
+
+def _groups_touched(root: np.ndarray, atoms: np.ndarray, group_of_root: dict[int, int]) -> set[int]:
+    return {group_of_root[r] for r in set(root[atoms].tolist()) if r in group_of_root}

@@ -1,0 +1,88 @@
+"""Channel atoms, slots and the edits that channel removal implies.
+
+Every output channel of a producer (a Conv filter, a Gemm unit) is an *atom*. A tensor that
+carries channels has a :class:`Slot`: the axis they sit on and the atom at each position.
+Ops that tie channels together (a residual Add, an SE gate) union atoms; the resulting
+classes are the channels that can only be removed together.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class UnionFind:
+    """Union-find over integer atom ids, with path halving."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def add(self, count: int) -> np.ndarray:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + count))
+        return np.arange(start, start + count, dtype=np.int64)
+
+    def find(self, atom: int) -> int:
+        parent = self.parent
+        while parent[atom] != atom:
+            parent[atom] = parent[parent[atom]]
+            atom = parent[atom]
+        return atom
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def root_array(self) -> np.ndarray:
+        """The root of every atom, indexable by atom id."""
+        return np.fromiter((self.find(a) for a in range(len(self.parent))), dtype=np.int64, count=len(self.parent))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The channel axis of a tensor and the atom at each position along it."""
+
+    axis: int
+    atoms: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.atoms)
+
+
+class Role(str, Enum):
+    """How a node takes part in a channel group."""
+
+    PRODUCER = "producer"
+    THROUGH = "through"
+    CONSUMER = "consumer"
+
+
+class EditKind(str, Enum):
+    """What removing channels does to one constant input of a node."""
+
+    READ = "read"  # weights that read the channels (masking zeroes them)
+    OWN = "own"  # per-channel parameters of the channels themselves
+    SHAPE = "shape"  # a shape-like constant whose entry counts the channels
+    GROUP = "group"  # the Conv ``group`` attribute of a depthwise Conv
+    BOUNDS = "bounds"  # Slice starts/ends along the channel axis
+    SPLIT = "split"  # Split sizes along the channel axis
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change that removing channels makes to a node.
+
+    ``atoms`` gives the atom at each position along ``axis`` of the node's input ``input_index``
+    (for GROUP and SPLIT, of the channel slot the count is taken from).
+    """
+
+    kind: EditKind
+    node: str
+    input_index: int
+    axis: int
+    atoms: np.ndarray
+    pieces: tuple[np.ndarray, ...] = field(default=())  # SPLIT: atoms of each output
+    bounds: tuple[int, int] = (0, 0)  # BOUNDS: original start and end positions

@@ -1,0 +1,45 @@
+"""JSON reports: what commands print with ``--json`` and write beside their outputs."""
+
+import json
+import os
+import pathlib
+
+from onnxcar.graph.analysis import Analysis, layer_name
+from onnxcar.graph.cost import plan_cost
+from onnxcar.surgery.plan import Plan
+
+
+def inspect_report(analysis: Analysis) -> dict:
+    """Every channel group with its members and its share of parameters and MACs (stable schema)."""
+    total = plan_cost(Plan(analysis, frozenset()))
+    groups = []
+    for group in analysis.groups:
+        without = plan_cost(Plan(analysis, frozenset(group.channels.tolist())))
+        groups.append(
+            {
+                "id": group.id,
+                "layers": [layer_name(p) for p in group.producers],
+                "channels": group.size,
+                "prunable": group.prunable,
+                "reason": "; ".join(group.reasons) or None,
+                "params_share": _share(total.params - without.params, total.params),
+                "macs_share": _share(total.macs - without.macs, total.macs),
+                "members": [{"node": m.node, "op_type": m.op_type, "role": m.role.value} for m in group.members],
+            }
+        )
+    return {"params": total.params, "macs": total.macs, "groups": groups}
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def write_json(data: dict, path: pathlib.Path) -> None:
+    """Writes ``data`` as JSON atomically, with sorted keys so equal runs give equal bytes."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)

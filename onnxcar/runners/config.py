@@ -1,0 +1,12 @@
+"""Settings shared by every runner."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Where and how a runner executes a model."""
+
+    device: str = "auto"  # auto, cpu or cuda
+    threads: int = 0  # 0: the backend's default
+    batch_size: int = 256

@@ -1,0 +1,62 @@
+"""The onnxruntime runner: a session with a clear lifecycle."""
+
+import logging
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from onnxcar.errors import OnnxcarError
+from onnxcar.runners.config import RunnerConfig
+
+log = logging.getLogger(__name__)
+
+
+def providers_for(device: str) -> list[str]:
+    """The execution providers for ``device`` (auto, cpu or cuda)."""
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise OnnxcarError("--device cuda needs onnxruntime-gpu with a working CUDA provider")
+    return ["CPUExecutionProvider"]
+
+
+class OrtRunner:
+    """Runs an ONNX model in one onnxruntime session; use as a context manager or call close()."""
+
+    def __init__(self, model: onnx.ModelProto, config: RunnerConfig = RunnerConfig()):
+        self.config = config
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if config.threads:
+            options.intra_op_num_threads = config.threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                model.SerializeToString(), options, providers=providers_for(config.device)
+            )
+        except OnnxcarError:
+            raise
+        except Exception as err:
+            raise OnnxcarError(f"onnxruntime cannot load the model: {str(err).strip().splitlines()[0][:300]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        log.debug("onnxruntime session on %s", self.session.get_providers()[0])
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        try:
+            return self.session.run(outputs, feeds)
+        except Exception as err:
+            raise OnnxcarError(f"onnxruntime failed: {str(err).strip().splitlines()[0][:300]}") from None
+
+    def close(self) -> None:
+        self.session = None
+
+    def __enter__(self) -> "OrtRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

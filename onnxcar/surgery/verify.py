@@ -1,0 +1,94 @@
+"""Checks that a pruned model equals the masked original: the surgery invariant."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnxcar.errors import OnnxcarError
+from onnxcar.graph.context import static_dims
+from onnxcar.runners.ort import OrtRunner
+from onnxcar.runners.config import RunnerConfig
+
+_NUMPY_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Outputs match when |a - b| <= atol * max|b| + rtol * |b|."""
+
+    rtol: float = 1e-4
+    atol: float = 1e-4
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    batch_sizes: tuple[int, ...]
+    max_abs_error: float
+    max_scaled_error: float  # the error divided by what the tolerance allows; <= 1 passes
+
+
+def random_feeds(model: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded normal inputs for every graph input, with the batch dimension set to ``batch``."""
+    rng = np.random.default_rng(seed)
+    initializers = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        dims = static_dims([d.dim_value if d.HasField("dim_value") else d.dim_param or None for d in tensor_type.shape.dim])
+        if dims is None or tensor_type.elem_type not in _NUMPY_TYPES:
+            raise OnnxcarError(f"cannot make test inputs for {value.name!r}: it needs static non-batch dims and a float type")
+        if not _batch_is_dynamic(value) and dims and dims[0] != batch:
+            batch = dims[0]
+        feeds[value.name] = rng.standard_normal([batch, *dims[1:]]).astype(_NUMPY_TYPES[tensor_type.elem_type])
+    return feeds
+
+
+def _batch_is_dynamic(value: onnx.ValueInfoProto) -> bool:
+    dims = value.type.tensor_type.shape.dim
+    return bool(dims) and not dims[0].HasField("dim_value")
+
+
+def verify_equal(
+    reference: onnx.ModelProto,
+    candidate: onnx.ModelProto,
+    *,
+    batch_sizes: tuple[int, ...] = (1, 2),
+    tolerance: Tolerance = Tolerance(),
+    seed: int = 0,
+) -> VerifyResult:
+    """Runs both models on the same seeded inputs; raises OnnxcarError when outputs differ."""
+    try:
+        onnx.checker.check_model(candidate, full_check=True)
+    except Exception as err:
+        raise OnnxcarError(f"the pruned model fails the ONNX checker: {str(err).splitlines()[0]}") from None
+    worst_abs, worst_scaled = 0.0, 0.0
+    with OrtRunner(reference, RunnerConfig(device="cpu")) as ref, OrtRunner(candidate, RunnerConfig(device="cpu")) as cand:
+        for batch in batch_sizes:
+            feeds = random_feeds(reference, batch, seed + batch)
+            expected, actual = ref.run(feeds), cand.run(feeds)
+            _check_declared_shapes(candidate, actual)
+            for name, a, b in zip(ref.output_names, actual, expected):
+                if a.shape != b.shape:
+                    raise OnnxcarError(f"output {name!r} has shape {a.shape}, expected {b.shape}")
+                if not np.all(np.isfinite(b)):
+                    raise OnnxcarError(f"output {name!r} of the reference model is not finite")
+                err = np.abs(a.astype(np.float64) - b)
+                allowed = tolerance.atol * float(np.abs(b).max(initial=0.0)) + tolerance.rtol * np.abs(b) + 1e-12
+                worst_abs = max(worst_abs, float(err.max(initial=0.0)))
+                worst_scaled = max(worst_scaled, float((err / allowed).max(initial=0.0)))
+    if not worst_scaled <= 1.0:
+        raise OnnxcarError(
+            f"the pruned model differs from the masked model (max abs error {worst_abs:.3g}, "
+            f"{worst_scaled:.3g}x the tolerance)", exit_code=1
+        )
+    return VerifyResult(tuple(batch_sizes), worst_abs, worst_scaled)
+
+
+def _check_declared_shapes(model: onnx.ModelProto, outputs: list[np.ndarray]) -> None:
+    for value, array in zip(model.graph.output, outputs):
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        if declared and (len(declared) != array.ndim or any(d is not None and d != s for d, s in zip(declared, array.shape))):
+            raise OnnxcarError(f"output {value.name!r} has shape {array.shape} but the model declares {declared}")
