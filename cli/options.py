@@ -1,0 +1,133 @@
+"""Option groups shared by commands: the data to read, and where results go."""
+
+import functools
+from pathlib import Path
+
+import click
+
+from onnxcar.data.sources import npz_dtype
+from onnxcar.data.spec import PRESETS, DataSpec, Preprocess
+from onnxcar.errors import OnnxcarError
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+
+
+_DATA_OPTIONS = [
+    click.option("--images-key", default="images", show_default=True, help="Array of images in a .npz."),
+    click.option("--labels-key", default="labels", show_default=True, help="Array of labels in a .npz."),
+    click.option("--no-labels", is_flag=True, help="Unlabelled data (agreement mode needs no labels)."),
+    click.option(
+        "--preprocess",
+        type=click.Choice(list(PRESETS)),
+        help="Preset; none feeds stored arrays untouched. Default: none for float .npz images, else required.",
+    ),
+    click.option("--resize", type=click.IntRange(min=1), help="Resize the shorter image side to this (bilinear)."),
+    click.option("--crop", type=click.IntRange(min=1), help="Centre-crop to this square size."),
+    click.option("--mean", callback=_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
+    click.option("--std", callback=_floats, help="Per-channel std after scaling to [0, 1]."),
+    click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), help="Model input layout."),
+    click.option("--input-name", help="Model input the images feed (default: the only one)."),
+    click.option("--limit", type=click.IntRange(min=1), help="Keep N items (seeded, class-stratified)."),
+    click.option(
+        "--split",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help="Use this held-out fraction (seeded, class-stratified) as the data.",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit and --split."),
+]
+_DATA_PARAMS = (
+    "data", "images_key", "labels_key", "no_labels", "preprocess", "resize", "crop", "mean", "std", "layout",
+    "input_name", "limit", "split", "seed",
+)
+
+
+def data_options(required: bool):
+    """Adds the data options; the command receives them as one ``data_spec: DataSpec | None``."""
+    data = click.option(
+        "--data",
+        type=click.Path(exists=True),
+        required=required,
+        help="A .npz (images, labels), an image folder root/<class>/<image>, or a .tar/.tar.gz/.tgz of one.",
+    )
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in _DATA_PARAMS}
+            return command(*args, data_spec=data_spec_from_options(**values), **kwargs)
+
+        for option in reversed([data, *_DATA_OPTIONS]):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def data_spec_from_options(
+    *,
+    data: str | None,
+    images_key: str,
+    labels_key: str,
+    no_labels: bool,
+    preprocess: str | None,
+    resize: int | None,
+    crop: int | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    layout: str | None,
+    input_name: str | None,
+    limit: int | None,
+    split: float | None,
+    seed: int,
+) -> DataSpec | None:
+    """The DataSpec the data options describe; None when ``--data`` is not given."""
+    overrides = {"resize": resize, "crop": crop, "mean": mean, "std": std, "layout": layout, "input_name": input_name}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if data is None:
+        extra = {**overrides, "preprocess": preprocess, "limit": limit, "split": split}
+        given = [name for name, value in extra.items() if value is not None]
+        if given:
+            raise OnnxcarError(f"--{given[0].replace('_', '-')} needs --data")
+        return None
+    return DataSpec(
+        path=data,
+        images_key=images_key,
+        labels_key=None if no_labels else labels_key,
+        preprocess=Preprocess.preset(preprocess or _default_preset(data, images_key), **overrides),
+        limit=limit,
+        split=split,
+        seed=seed,
+    )
+
+
+def _default_preset(data: str, images_key: str) -> str:
+    """``none`` for float .npz images; any other data must name its preprocessing."""
+    path = Path(data)
+    if path.is_file() and path.name.lower().endswith(".npz"):
+        dtype = npz_dtype(path, images_key)
+        if dtype.kind == "f":
+            return "none"
+        found = f"{dtype} images"
+    else:
+        found = "image files"
+    raise OnnxcarError(f"{data} holds {found}: choose --preprocess {', '.join(PRESETS)}")
+
+
+def output_options(command):
+    """Adds ``-o/--output``, ``--force`` and ``--json`` (parameters output, force, as_json)."""
+    for option in reversed(
+        [
+            click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the result."),
+            click.option("--force", is_flag=True, help="Overwrite an existing output."),
+            click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout."),
+        ]
+    ):
+        command = option(command)
+    return command

@@ -1,0 +1,293 @@
+"""Safe loading and saving of ONNX models.
+
+onnxcar refuses a model file that is missing, empty, truncated or not ONNX, whose IR
+version or default-domain opset is outside what it supports, or that the ONNX checker
+rejects. External weights must sit inside the model's folder: an absolute location or one
+that climbs out with ``..``, a symlink or hard link on the way, and an offset or length
+that is not a plain integer or runs past the end of the file are refused before any
+weights are read; every tensor's data must be exactly as long as its shape and type say.
+Outputs: never the input, an existing file only with ``--force``, written via a temporary
+file so a crash leaves the old one intact; over 2 GB, the weights go to ``<output>.data``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import re
+import stat
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import TensorProto
+from onnx.external_data_helper import set_external_data, uses_external_data
+
+from onnxcar.errors import OnnxcarError
+
+SUPPORTED_IR = range(3, 15)
+SUPPORTED_OPSET = range(7, 29)  # default domain ("" or "ai.onnx"); others are not checked here
+
+EXTERNAL_DATA_THRESHOLD = 2_000_000_000
+"""Models whose protobuf is larger than this many bytes are saved with external data."""
+
+_PROTOBUF_LIMIT = 2**31 - 1
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2, "FLOAT6E2M3": 6, "FLOAT6E3M2": 6}
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _error(path, reason) -> OnnxcarError:
+    """A one-line OnnxcarError about the model file ``path``."""
+    return OnnxcarError(f"cannot load {path}: {_one_line(reason)}")
+
+
+def load_model(path: str | os.PathLike, *, load_external: bool = True) -> onnx.ModelProto:
+    """Reads, validates and returns the model at ``path``, with its external data unless told not to."""
+    path = pathlib.Path(path)
+    model = _parse(path)
+    _check_versions(model, path)
+    external = [t for t in _tensors(model) if uses_external_data(t)]
+    spans = [_external_span(t, path) for t in external] if load_external else []
+    _run_checker(model, path, on_disk=bool(external))
+    for tensor, span in zip(external, spans):
+        _load_external(tensor, *span, path)
+    for tensor in _tensors(model):
+        _check_raw_size(tensor, path)
+    return model
+
+
+def _parse(path: pathlib.Path) -> onnx.ModelProto:
+    """The ModelProto in ``path``, without external data."""
+    try:
+        if path.stat().st_size > _PROTOBUF_LIMIT:
+            raise _error(path, "file is larger than 2 GB, so it is not an ONNX protobuf")
+        data = path.read_bytes()
+    except OSError as err:
+        raise _error(path, err.strerror or err) from err
+    if not data:
+        raise _error(path, "file is empty")
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except DecodeError as err:
+        raise _error(path, "not an ONNX model (the protobuf does not parse)") from err
+    if not model.HasField("graph"):
+        raise _error(path, "not an ONNX model (it has no graph)")
+    return model
+
+
+def _check_versions(model: onnx.ModelProto, path: pathlib.Path) -> None:
+    """Refuses an IR version or default-domain opset outside SUPPORTED_IR / SUPPORTED_OPSET."""
+    ir, ops = SUPPORTED_IR, SUPPORTED_OPSET
+    if model.ir_version not in ir:
+        raise _error(path, f"IR version {model.ir_version} is not supported ({ir.start} to {ir.stop - 1})")
+    for opset in model.opset_import:
+        if opset.domain in _DEFAULT_DOMAINS and opset.version not in ops:
+            raise _error(path, f"default-domain opset {opset.version} is not supported ({ops.start} to {ops.stop - 1})")
+
+
+def _run_checker(model: onnx.ModelProto, path: pathlib.Path, *, on_disk: bool) -> None:
+    """Runs the ONNX checker; ``on_disk`` checks the file, so external data is looked up next to it, not in the cwd."""
+    try:
+        onnx.checker.check_model(str(path) if on_disk else model)
+    except (onnx.checker.ValidationError, ValueError) as err:
+        raise _error(path, f"the ONNX checker rejects it: {err}") from err
+
+
+def _tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
+    """Every TensorProto in the model: initializers and tensor attributes, subgraphs and functions included."""
+
+    def in_graph(graph: onnx.GraphProto) -> Iterator[TensorProto]:
+        yield from graph.initializer
+        yield from in_nodes(graph.node)
+
+    def in_nodes(nodes) -> Iterator[TensorProto]:
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    yield from in_graph(attr.g)
+                for graph in attr.graphs:
+                    yield from in_graph(graph)
+
+    yield from in_graph(model.graph)
+    for function in model.functions:
+        yield from in_nodes(function.node)
+
+
+def _external_span(tensor: TensorProto, path: pathlib.Path) -> tuple[pathlib.Path, int, int]:
+    """Validates a tensor's external-data entry; returns (file, offset, length) without reading the file."""
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    try:
+        file, size = _external_file(location, path.parent)
+        offset = _int_entry(info, "offset", 0)
+        length = _int_entry(info, "length", max(size - offset, 0))
+        if offset + length > size:
+            raise ValueError(f"offset {offset} + length {length} is past the end of the file ({size} bytes)")
+    except (OSError, ValueError) as err:
+        raise _error(path, f"tensor {tensor.name!r}, external data {location!r}: {err}") from err
+    return file, offset, length
+
+
+def _external_file(location: str, folder: pathlib.Path) -> tuple[pathlib.Path, int]:
+    """The regular file ``location`` inside ``folder``, reached without links, and its size."""
+    parts = [p for p in re.split(r"[\\/]", location) if p not in ("", ".")]
+    if not parts or location[0] in "/\\" or ":" in location or ".." in parts or "\0" in location:
+        raise ValueError("not a relative path inside the model's folder")
+    file = folder
+    for part in parts:
+        file = file / part
+        if stat.S_ISLNK(os.lstat(file).st_mode):
+            raise ValueError(f"{file} is a symbolic link")
+    st = os.lstat(file)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    if st.st_nlink > 1:
+        raise ValueError("the file has hard links")
+    return file, st.st_size
+
+
+def _int_entry(info: dict[str, str], key: str, default: int) -> int:
+    """The non-negative integer ``info[key]``, or ``default`` when absent."""
+    if key not in info:
+        return default
+    if not re.fullmatch(r"[0-9]{1,20}", info[key]):
+        raise ValueError(f"{key} {info[key]!r} is not a non-negative integer")
+    return int(info[key])
+
+
+def _load_external(tensor: TensorProto, file: pathlib.Path, offset: int, length: int, path: pathlib.Path) -> None:
+    """Moves the validated span of ``file`` into the tensor's raw_data."""
+    try:
+        with open(file, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+    except OSError as err:
+        raise _error(path, err) from err
+    if len(data) != length:
+        raise _error(path, f"{file} changed while it was read")
+    tensor.raw_data = data
+    tensor.data_location = TensorProto.DEFAULT
+    del tensor.external_data[:]
+
+
+def _check_raw_size(tensor: TensorProto, path: pathlib.Path) -> None:
+    """Refuses raw_data whose length disagrees with the tensor's dims and data type."""
+    if not tensor.HasField("raw_data"):
+        return
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    except KeyError:
+        raise _error(path, f"tensor {tensor.name!r} has unknown data type {tensor.data_type}") from None
+    bits = _PACKED_BITS.get(TensorProto.DataType.Name(tensor.data_type), 8 * np_dtype.itemsize)
+    expected = (math.prod(tensor.dims) * bits + 7) // 8
+    if len(tensor.raw_data) != expected:
+        raise _error(path, f"tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its shape and type need {expected}")
+
+
+def check_output_path(path: str | os.PathLike, *, force: bool, source: str | os.PathLike | None = None) -> pathlib.Path:
+    """Refuses an output that is the input, exists (unless ``force``), is a folder or has no folder."""
+    out = pathlib.Path(path)
+    if not out.parent.is_dir():
+        raise OnnxcarError(f"cannot write {out}: folder {out.parent} does not exist")
+    if source is not None and _same_file(out, pathlib.Path(source)):
+        raise OnnxcarError(f"cannot write {out}: it is the input model; choose another output")
+    if out.is_dir():
+        raise OnnxcarError(f"cannot write {out}: it is a folder")
+    if out.exists() and not force:
+        raise OnnxcarError(f"cannot write {out}: it exists (use --force to overwrite it)")
+    return out
+
+
+def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def save_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    source: str | os.PathLike | None = None,
+) -> pathlib.Path:
+    """Writes ``model`` atomically to ``path``, weights in ``<path>.data`` when over the threshold."""
+    out = check_output_path(path, force=force, source=source)
+    if any(uses_external_data(t) for t in _tensors(model)):
+        raise OnnxcarError(f"cannot write {out}: the model's external data was not loaded")
+    try:
+        if model.ByteSize() > EXTERNAL_DATA_THRESHOLD:
+            model = _save_weights(model, out, force)
+        _atomic_write(out, lambda f: _serialize(model, f))
+    except OSError as err:
+        raise OnnxcarError(f"cannot write {out}: {err.strerror or err}") from err
+    return out
+
+
+def _save_weights(model: onnx.ModelProto, out: pathlib.Path, force: bool) -> onnx.ModelProto:
+    """Writes all raw tensor data to ``<out>.data``; returns a copy of the model that refers to it."""
+    data_path = check_output_path(out.with_name(out.name + ".data"), force=force)
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+
+    def write(f: BinaryIO) -> None:
+        for tensor in _tensors(light):
+            if tensor.HasField("raw_data"):
+                set_external_data(tensor, data_path.name, f.tell(), len(tensor.raw_data))
+                f.write(tensor.raw_data)
+                tensor.ClearField("raw_data")
+
+    _atomic_write(data_path, write)
+    return light
+
+
+def _serialize(model: onnx.ModelProto, f: BinaryIO) -> None:
+    f.write(model.SerializeToString())
+
+
+def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> None:
+    """Runs ``write`` on a temporary file next to ``path``, fsyncs it, then renames it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Strict ONNX shape inference with data propagation; failures become OnnxcarError."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as err:
+        raise OnnxcarError(f"shape inference failed: {_one_line(err)}") from err
+
+
+def load_npz(path: str | os.PathLike, *keys: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all when none are named) of an .npz file, loaded without pickle."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise OnnxcarError(f"cannot load {path}: not an .npz archive")
+        with archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise OnnxcarError(f"{path} has no array {missing[0]!r} (it has {', '.join(archive.files) or 'none'})")
+            return {k: archive[k] for k in keys or archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise OnnxcarError(f"cannot load {path}: {_one_line(err)}") from err
