@@ -21,6 +21,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("onnxcar: interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as err:  # a bug in onnxcar: one line, the traceback with -v
+            if ctx.params.get("verbose"):
+                raise
+            click.echo(f"onnxcar: internal error: {type(err).__name__}: {err} (rerun with -v for the traceback)", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -131,3 +131,33 @@ def output_options(command):
     ):
         command = option(command)
     return command
+
+
+def runner_options(command):
+    """Adds ``--device``, ``--threads`` and ``--batch-size``; the command receives ``runner: RunnerConfig``."""
+    from onnxcar.runners.config import RunnerConfig
+
+    @functools.wraps(command)
+    def wrapper(*args, device, threads, batch_size, **kwargs):
+        return command(*args, runner=RunnerConfig(device, threads, batch_size), **kwargs)
+
+    for option in reversed(
+        [
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                         help="Where onnxruntime runs (cuda needs onnxruntime-gpu)."),
+            click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                         help="onnxruntime intra-op threads (0: its default)."),
+            click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+                         help="Samples per onnxruntime call."),
+        ]
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def task_option(command):
+    """Adds ``--task classification|regression``."""
+    return click.option(
+        "--task", type=click.Choice(["classification", "regression"]), default="classification", show_default=True,
+        help="Accuracy (CAR) or mean squared error (RAR).",
+    )(command)

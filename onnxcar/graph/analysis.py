@@ -21,7 +21,7 @@ class Member:
     role: Role
 
 
-@dataclass
+@dataclass(eq=False)
 class Group:
     """A set of channels whose removal must happen together, across every member node.
 

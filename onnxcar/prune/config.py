@@ -7,14 +7,20 @@ from onnxcar.errors import OnnxcarError
 
 @dataclass(frozen=True)
 class Target:
-    """How many channels to remove from each selected group: a fraction or a count."""
+    """How many channels to remove from each selected group: a fraction, a count, or an accuracy budget.
+
+    ``max_drop`` is in accuracy points (or MSE units for regression) below the original model.
+    """
 
     ratio: float | None = None
     count: int | None = None
+    max_drop: float | None = None
 
     def __post_init__(self) -> None:
-        if (self.ratio is None) == (self.count is None):
-            raise OnnxcarError("give exactly one of --ratio and --count")
+        if sum(v is not None for v in (self.ratio, self.count, self.max_drop)) != 1:
+            raise OnnxcarError("give exactly one of --ratio, --count and --max-drop")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise OnnxcarError(f"--max-drop must not be negative, got {self.max_drop}")
         if self.ratio is not None and not 0 < self.ratio < 1:
             raise OnnxcarError(f"--ratio must lie strictly between 0 and 1, got {self.ratio}")
         if self.count is not None and self.count < 1:
@@ -22,11 +28,12 @@ class Target:
 
     def removals(self, size: int) -> int:
         """Channels to remove from a group of ``size``; at least one channel always stays."""
-        wanted = int(self.ratio * size) if self.ratio is not None else self.count
-        return min(wanted, size - 1)
+        if self.ratio is not None:
+            return min(int(self.ratio * size), size - 1)
+        return min(self.count, size - 1) if self.count is not None else size - 1
 
     def to_dict(self) -> dict:
-        return {"ratio": self.ratio, "count": self.count}
+        return {"ratio": self.ratio, "count": self.count, "max_drop": self.max_drop}
 
 
 @dataclass(frozen=True)

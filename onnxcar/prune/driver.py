@@ -1,7 +1,7 @@
-"""The greedy pruning loop (Abbasi-Asl and Yu 2017, Algorithm 1) and the run around it."""
+"""The greedy pruning loop (Abbasi-Asl and Yu 2017) and the run around it."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +11,9 @@ from onnxcar.errors import OnnxcarError
 from onnxcar.graph.analysis import Analysis, Group, layer_name
 from onnxcar.graph.cost import Cost, plan_cost
 from onnxcar.importance.base import Importance
+from onnxcar.importance.data import DataScorer
 from onnxcar.prune.config import PruneConfig
+from onnxcar.prune.journal import Journal
 from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
 from onnxcar.surgery.plan import Plan
 
@@ -24,9 +26,10 @@ class Removal:
     layer: str
     channel: int  # index in the original model's numbering of the group
     score: float
+    metric: float | None = None  # pruning-set accuracy (or MSE) after this removal
 
     def to_dict(self) -> dict:
-        return {"group": self.group, "layer": self.layer, "channel": self.channel, "score": self.score}
+        return {"group": self.group, "layer": self.layer, "channel": self.channel, "score": self.score, "metric": self.metric}
 
 
 @dataclass
@@ -37,12 +40,22 @@ class PruneResult:
     removals: list[Removal]
     before: Cost
     after: Cost
+    original_metric: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     max_verify_error: float | None = None
 
     def summary(self) -> dict:
+        curves: dict[str, list] = {}
+        metric = self.original_metric
+        for removal in self.removals:
+            curve = curves.setdefault(removal.layer, [[0, metric]])
+            curve.append([len(curve), removal.metric])
+            metric = removal.metric
         return {
             "removed": [r.to_dict() for r in self.removals],
+            "original_metric": self.original_metric,
+            "final_metric": self.removals[-1].metric if self.removals else self.original_metric,
+            "curves": curves,
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
@@ -51,7 +64,7 @@ class PruneResult:
 
 
 def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:
-    """The groups named by ``layers``, or every prunable group when none are named."""
+    """The groups named by ``layers`` in that order, or every prunable group when none are named."""
     if not layers:
         groups = [g for g in analysis.groups if g.prunable]
         if not groups:
@@ -64,6 +77,19 @@ def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:
     return groups
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Stops a group's pruning once the metric would pass ``limit`` (None: no limit)."""
+
+    limit: float | None
+    higher_is_better: bool = True
+
+    def exceeded(self, metric: float | None) -> bool:
+        if self.limit is None or metric is None:
+            return False
+        return metric < self.limit if self.higher_is_better else metric > self.limit
+
+
 def greedy(
     analysis: Analysis,
     group: Group,
@@ -72,11 +98,14 @@ def greedy(
     *,
     per_iter: int = 1,
     removed: frozenset[int] = frozenset(),
+    scorer: DataScorer | None = None,
+    budget: Budget = Budget(None),
 ) -> Iterator[Removal]:
-    """Removes ``removals`` channels of ``group``, the ``per_iter`` lowest-scored each iteration.
+    """Removes up to ``removals`` channels of ``group``, the ``per_iter`` lowest-scored each iteration.
 
     Scores are recomputed after every iteration on the network pruned so far; ties go to
-    the lowest channel index.
+    the lowest channel index. With a scorer, each removal records the metric it leaves, and
+    the loop stops before a removal that would exceed the budget.
     """
     done = 0
     name = layer_name(group.producers[0])
@@ -84,28 +113,73 @@ def greedy(
         scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
         alive = np.array([int(c) not in removed for c in group.channels])
         order = [int(i) for i in np.lexsort((np.arange(group.size), scores)) if alive[i]]
-        for index in order[: min(per_iter, removals - done)]:
-            removed = removed | {int(group.channels[index])}
+        picks = order[: min(per_iter, removals - done)]
+        trial = removed | group.channel_ids(picks)
+        metric = scorer.metric(analysis, group, trial) if scorer is not None else None
+        if budget.exceeded(metric):
+            return
+        removed = trial
+        for index in picks:
             done += 1
-            yield Removal(group.id, name, index, float(scores[index]))
+            yield Removal(group.id, name, index, float(scores[index]), metric)
 
 
-def prune(analysis: Analysis, config: PruneConfig, importance: Importance) -> PruneResult:
+def prune(
+    analysis: Analysis,
+    config: PruneConfig,
+    importance: Importance,
+    *,
+    scorer: DataScorer | None = None,
+    journal: Journal | None = None,
+    on_removal: Callable[[Removal], None] = lambda removal: None,
+) -> PruneResult:
     """Prunes the selected groups one after another, then removes the channels physically."""
+    groups = select_groups(analysis, config.layers)
+    by_id = {g.id: g for g in groups}
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    removed: frozenset[int] = frozenset()
-    removals: list[Removal] = []
-    for group in select_groups(analysis, config.layers):
+    original = scorer.metric(analysis, groups[0], frozenset()) if scorer is not None else None
+    budget = _budget(config, original, scorer)
+    removals = [_replayed(entry, by_id) for entry in (journal.entries if journal else [])]
+    removed = frozenset(int(by_id[r.group].channels[r.channel]) for r in removals)
+    for removal in removals:
+        on_removal(removal)
+    position = {g.id: i for i, g in enumerate(groups)}
+    resumed_at = max((position[r.group] for r in removals), default=0)
+    for group in groups[resumed_at:]:  # groups before the journal's last one were finished
+        wanted = config.target.removals(group.size) - sum(r.group == group.id for r in removals)
         for removal in greedy(
-            analysis, group, importance, config.target.removals(group.size), per_iter=config.per_iter, removed=removed
+            analysis, group, importance, wanted, per_iter=config.per_iter, removed=removed, scorer=scorer, budget=budget
         ):
             removals.append(removal)
             removed = removed | {int(group.channels[removal.channel])}
+            if journal is not None:
+                journal.record(removal.to_dict())
+            on_removal(removal)
     timings["scoring"] = time.perf_counter() - start
+    if scorer is not None:
+        scorer.close()
     plan = make_plan(analysis, removed)
     pruned, error, timings["surgery"], timings["verify"] = _remove_and_verify(plan, config.verify)
-    return PruneResult(pruned, removals, plan_cost(Plan(analysis, frozenset())), plan_cost(plan), timings, error)
+    before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(plan)
+    return PruneResult(pruned, removals, before, after, original, timings, error)
+
+
+def _replayed(entry: dict, groups: dict[int, Group]) -> Removal:
+    if entry.get("group") not in groups:
+        raise OnnxcarError("the journal names a layer this run does not prune; delete it to start afresh")
+    return Removal(entry["group"], entry["layer"], entry["channel"], entry["score"], entry["metric"])
+
+
+def _budget(config: PruneConfig, original: float | None, scorer: DataScorer | None) -> Budget:
+    drop = config.target.max_drop
+    if drop is None:
+        return Budget(None)
+    if scorer is None:
+        raise OnnxcarError("--max-drop needs --data to measure accuracy")
+    if scorer.task.higher_is_better:
+        return Budget(original - drop / 100.0, True)
+    return Budget(original + drop, False)
 
 
 def _remove_and_verify(plan: Plan, verify: bool) -> tuple[onnx.ModelProto, float | None, float, float]:

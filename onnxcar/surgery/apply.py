@@ -23,6 +23,11 @@ def remove_channels(plan: Plan) -> onnx.ModelProto:
 
 def mask_channels(plan: Plan) -> onnx.ModelProto:
     """The model with every weight that reads the planned channels set to zero."""
+    return export_model(masked_graph(plan), plan.analysis.model)
+
+
+def masked_graph(plan: Plan) -> gs.Graph:
+    """A copy of the analysed graph with every weight that reads the planned channels zeroed."""
     graph, nodes = _copy(plan)
     for edit in plan.analysis.tracer.edits:
         if edit.kind is EditKind.READ:
@@ -34,7 +39,7 @@ def mask_channels(plan: Plan) -> onnx.ModelProto:
                 index[edit.axis] = ~keep
                 values[tuple(index)] = 0
                 _set_constant(node, edit.input_index, values)
-    return export_model(graph, plan.analysis.model)
+    return graph
 
 
 def _copy(plan: Plan) -> tuple[gs.Graph, dict[str, gs.Node]]:

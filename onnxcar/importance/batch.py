@@ -1,0 +1,62 @@
+"""Binds a data set to a model: validated inputs, and targets (labels or agreement labels)."""
+
+import logging
+
+import numpy as np
+import onnx
+
+from onnxcar.data import Dataset, validate_for_model
+from onnxcar.errors import OnnxcarError
+from onnxcar.importance.data import Batch
+from onnxcar.importance.evaluator import Task
+from onnxcar.runners.config import RunnerConfig
+from onnxcar.runners.ort import OrtRunner
+
+log = logging.getLogger(__name__)
+
+
+def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: RunnerConfig) -> Batch:
+    """Checks ``dataset`` against ``model`` before any long work, and labels it if it has no labels.
+
+    Without labels, the original model's top-1 predictions are the labels (agreement mode).
+    """
+    with OrtRunner(model, config) as runner:
+        session_inputs = runner.session.get_inputs()
+        name = dataset.spec.preprocess.input_name or (session_inputs[0].name if len(session_inputs) == 1 else None)
+        if name is None:
+            raise OnnxcarError(f"the model has inputs {[i.name for i in session_inputs]}: choose one with --input-name")
+        model_input = next((i for i in session_inputs if i.name == name), None)
+        if model_input is None:
+            raise OnnxcarError(f"the model has no input {name!r}; inputs: {[i.name for i in session_inputs]}")
+        output = runner.session.get_outputs()[0]
+        width = output.shape[-1] if output.shape and isinstance(output.shape[-1], int) else None
+        validate_for_model(dataset, list(model_input.shape), model_input.type, width, task.kind)
+        inputs = {name: dataset.images}
+        if dataset.labels is not None:
+            return Batch(inputs, dataset.labels)
+        if task.kind != "classification":
+            raise OnnxcarError("regression needs targets in the data (--labels-key)")
+        log.info("no labels: using the original model's top-1 predictions (agreement mode)")
+        predictions = [
+            runner.run({name: dataset.images[i : i + config.batch_size]})[0].reshape(-1, width or 1).argmax(axis=1)
+            for i in range(0, len(dataset), config.batch_size)
+        ]
+        return Batch(inputs, np.concatenate(predictions).astype(np.int64))
+
+
+def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig) -> dict:
+    """Top-1 and top-5 accuracy (classification) or MSE (regression) of ``model`` on ``batch``."""
+    (name, images), = batch.inputs.items()
+    outputs = []
+    with OrtRunner(model, config) as runner:
+        for start in range(0, len(images), config.batch_size):
+            outputs.append(runner.run({name: images[start : start + config.batch_size]})[0])
+    logits = np.concatenate(outputs).reshape(len(images), -1)
+    if task.kind == "regression":
+        return {"mse": float(task.outcomes(logits, batch.targets).mean()), "n": len(images)}
+    top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+    return {
+        "top1": float(np.mean(top5[:, 0] == batch.targets)),
+        "top5": float(np.mean(np.any(top5 == batch.targets[:, None], axis=1))),
+        "n": len(images),
+    }

@@ -1,0 +1,122 @@
+"""Data-driven criteria: CAR and RAR (Abbasi-Asl and Yu 2017), mean activation and APoZ (Hu et al. 2016)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxcar.graph.analysis import Analysis, Group
+from onnxcar.importance.evaluator import ProbeEvaluator, Task
+from onnxcar.graph.ir import export_model
+from onnxcar.runners.config import RunnerConfig
+from onnxcar.runners.ort import OrtRunner
+from onnxcar.surgery.apply import masked_graph
+from onnxcar.surgery.plan import Plan
+from onnxcar.surgery.probe import build_probe
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs and targets (labels, or regression targets) of the pruning set."""
+
+    inputs: dict[str, np.ndarray]
+    targets: np.ndarray
+
+
+class DataScorer:
+    """Scores one group at a time on the pruning set; keeps the probe of the current group."""
+
+    def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig()):
+        self.batch, self.task, self.config = batch, task, config
+        self._key = None
+        self._evaluator: ProbeEvaluator | None = None
+
+    def evaluator(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> ProbeEvaluator:
+        """The evaluator of ``group`` with the channels of ``removed`` outside it masked out."""
+        key = (id(analysis), group.id, removed.difference(group.channels.tolist()))
+        if key != self._key:
+            self.close()
+            probe = build_probe(Plan(analysis, removed), group)
+            self._evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config)
+            self._key = key
+        return self._evaluator
+
+    def mask_row(self, group: Group, removed: frozenset[int]) -> np.ndarray:
+        return np.array([int(c) not in removed for c in group.channels], dtype=np.float32)
+
+    def metric(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> float:
+        """Accuracy (or MSE) of the model with ``removed`` gone."""
+        return float(self.evaluator(analysis, group, removed).metric(self.mask_row(group, removed))[0])
+
+    def without_each(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> tuple[float, np.ndarray]:
+        """The current metric and the metric after also removing each channel (NaN where already gone)."""
+        current = self.mask_row(group, removed)
+        alive = np.flatnonzero(current)
+        rows = np.repeat(current[None], len(alive) + 1, axis=0)
+        rows[np.arange(1, len(alive) + 1), alive] = 0
+        metrics = self.evaluator(analysis, group, removed).metric(rows)
+        after = np.full(group.size, np.nan)
+        after[alive] = metrics[1:]
+        return float(metrics[0]), after
+
+    def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
+        self._evaluator, self._key = None, None
+
+
+@dataclass
+class ReductionIndex:
+    """CAR (accuracy drop) or RAR (error growth) of removing each channel on the current network."""
+
+    scorer: DataScorer
+
+    @property
+    def name(self) -> str:
+        return "car" if self.scorer.task.higher_is_better else "rar"
+
+    def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
+        current, after = self.scorer.without_each(analysis, group, removed)
+        scores = current - after if self.scorer.task.higher_is_better else after - current
+        return np.where(np.isnan(scores), np.inf, scores)
+
+
+@dataclass
+class ActivationStatistic:
+    """Mean activation, or APoZ (scored as minus the share of zeros), of what the group's consumers read.
+
+    Both are measured once per group, on the network with earlier groups' removals applied.
+    """
+
+    scorer: DataScorer
+    name: str  # "mean-act" or "apoz"
+
+    def __post_init__(self) -> None:
+        self._cache: dict = {}
+
+    def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
+        key = (id(analysis), group.id, removed.difference(group.channels.tolist()))
+        if key not in self._cache:
+            self._cache = {key: self._measure(analysis, group, removed)}
+        return self._cache[key]
+
+    def _measure(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
+        sources = self.scorer.evaluator(analysis, group, removed).probe.sources
+        if not sources:  # nothing reads these channels: they carry no activation worth keeping
+            return np.zeros(group.size)
+        graph = masked_graph(Plan(analysis, removed.difference(group.channels.tolist())))
+        tensors = graph.tensors()
+        graph.outputs = [tensors[name] for name, _, _ in sources]
+        config = self.scorer.config
+        total = np.zeros(group.size + 1)
+        count = np.zeros(group.size + 1)
+        inputs = self.scorer.batch.inputs
+        samples = len(self.scorer.batch.targets)
+        with OrtRunner(export_model(graph, analysis.model), config) as runner:
+            for start in range(0, samples, config.batch_size):
+                outputs = runner.run({k: v[start : start + config.batch_size] for k, v in inputs.items()})
+                for (_, axis, index), value in zip(sources, outputs):
+                    values = np.moveaxis(value, axis, -1).reshape(-1, len(index))
+                    statistic = values.sum(axis=0) if self.name == "mean-act" else -(values == 0).sum(axis=0)
+                    np.add.at(total, index, statistic)
+                    np.add.at(count, index, len(values))
+        return total[:-1] / np.maximum(count[:-1], 1)

@@ -1,0 +1,72 @@
+"""Evaluates masked variants of one group on cached prefix activations (the fast CAR engine)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxcar.runners.config import RunnerConfig
+from onnxcar.runners.ort import OrtRunner
+from onnxcar.surgery.probe import MASK_INPUT, Probe
+
+
+@dataclass(frozen=True)
+class Task:
+    """Classification (accuracy, higher is better) or regression (MSE, lower is better)."""
+
+    kind: str = "classification"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind == "classification"
+
+    def outcomes(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per-sample outcome: 1.0 for a correct top-1, or the squared error."""
+        if self.kind == "classification":
+            return (outputs.reshape(len(outputs), -1).argmax(axis=1) == targets).astype(np.float64)
+        diff = outputs.reshape(len(outputs), -1).astype(np.float64) - targets.reshape(len(targets), -1)
+        return np.mean(diff * diff, axis=1)
+
+
+class ProbeEvaluator:
+    """Runs the prefix once over the data, then scores channel-mask rows through the suffix."""
+
+    def __init__(self, probe: Probe, inputs: dict[str, np.ndarray], targets: np.ndarray, task: Task, config: RunnerConfig):
+        self.probe, self.targets, self.task, self.config = probe, targets, task, config
+        self.count = len(targets)
+        self.cache = {name: inputs[name] for name in probe.passthrough}
+        if probe.cut:
+            with OrtRunner(probe.prefix, config) as prefix:
+                chunks = [
+                    prefix.run({k: v[i : i + config.batch_size] for k, v in inputs.items()}, list(probe.cut))
+                    for i in range(0, self.count, config.batch_size)
+                ]
+            for j, name in enumerate(probe.cut):
+                self.cache[name] = np.concatenate([chunk[j] for chunk in chunks])
+        self.suffix = OrtRunner(probe.suffix, config)
+
+    def outcomes(self, masks: np.ndarray) -> np.ndarray:
+        """Per-sample outcomes, shape [rows, samples], of the model under each mask row."""
+        masks = np.asarray(masks, dtype=np.float32).reshape(-1, self.probe.channels)
+        rows = len(masks)
+        result = np.empty((rows, self.count))
+        images = min(self.count, max(1, self.config.batch_size // rows))
+        per_call = max(1, self.config.batch_size // images)
+        for start in range(0, self.count, images):
+            stop = min(start + images, self.count)
+            chunk = {name: value[start:stop] for name, value in self.cache.items()}
+            for first in range(0, rows, per_call):
+                block = masks[first : first + per_call]
+                feeds = {name: np.concatenate([value] * len(block)) for name, value in chunk.items()}
+                feeds[MASK_INPUT] = np.repeat(block, stop - start, axis=0)
+                output = self.suffix.run(feeds)[0]
+                targets = np.concatenate([self.targets[start:stop]] * len(block))
+                outcome = self.task.outcomes(output, targets)
+                result[first : first + len(block), start:stop] = outcome.reshape(len(block), stop - start)
+        return result
+
+    def metric(self, masks: np.ndarray) -> np.ndarray:
+        """Accuracy or MSE of each mask row."""
+        return self.outcomes(masks).mean(axis=1)
+
+    def close(self) -> None:
+        self.suffix.close()

@@ -1,0 +1,137 @@
+"""Probe models: score many masked variants of one group without building a model per variant.
+
+The graph is cut just before the group's consumers. The *prefix* computes, once per image,
+every tensor that crosses the cut (including residual branches that skip over it). The
+*suffix* takes those tensors and a per-sample channel mask (one row per sample), multiplies
+each consumer's input by the mask, and finishes the forward pass. Stacking the same images
+with different mask rows evaluates many candidates in one session call.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxcar.graph.analysis import Group
+from onnxcar.graph.channels import EditKind
+from onnxcar.graph.ir import export_model
+from onnxcar.surgery.apply import masked_graph
+from onnxcar.surgery.plan import Plan
+
+MASK_INPUT = "onnxcar_channel_mask"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A prefix and a suffix model for one group; the suffix reads ``cut`` and the mask."""
+
+    prefix: onnx.ModelProto
+    suffix: onnx.ModelProto
+    cut: tuple[str, ...]  # tensors the prefix computes and the suffix reads
+    passthrough: tuple[str, ...]  # model inputs the suffix reads directly
+    channels: int  # mask width: the group's channel count
+    sources: tuple[tuple[str, int, np.ndarray], ...]  # (tensor, channel axis, group index per position) read by consumers
+
+
+def build_probe(plan: Plan, group: Group) -> Probe:
+    """The probe of ``group`` on the model with ``plan``'s other channels masked out."""
+    analysis = plan.analysis
+    outside = Plan(analysis, plan.removed.difference(group.channels.tolist()))
+    graph = masked_graph(outside)
+    consumers = _consumer_inputs(plan, group)
+    mask = gs.Variable(MASK_INPUT, dtype=np.float32, shape=["N", group.size])
+    extended = gs.Variable("onnxcar_mask_ones", dtype=np.float32)
+    graph.nodes.append(
+        gs.Node("Pad", "onnxcar_mask_pad", inputs=[mask, gs.Constant("onnxcar_mask_pads", np.array([0, 0, 0, 1], np.int64)),
+                                                   gs.Constant("onnxcar_one", np.array(1.0, np.float32))], outputs=[extended])
+    )
+    nodes = {node.name: node for node in graph.nodes}
+    position = {int(c): i for i, c in enumerate(group.channels)}
+    masked: dict[str, gs.Variable] = {}
+    sources = []
+    for node_name in consumers:
+        node = nodes[node_name]
+        source = node.inputs[0]
+        if source.name not in masked:
+            slot = analysis.tracer.slots[source.name]
+            index = np.array([position.get(int(r), group.size) for r in analysis.roots(slot.atoms)], np.int64)
+            masked[source.name] = _apply_mask(graph, source, slot.axis, index, extended)
+            sources.append((source.name, slot.axis, index))
+        node.inputs[0] = masked[source.name]
+    return _split(graph, analysis.model, mask, group.size, tuple(sources))
+
+
+def _consumer_inputs(plan: Plan, group: Group) -> list[str]:
+    """Nodes whose weights read the group's channels."""
+    channels = set(group.channels.tolist())
+    names = []
+    for edit in plan.analysis.tracer.edits:
+        if edit.kind is EditKind.READ and channels.intersection(plan.analysis.roots(edit.atoms).tolist()):
+            names.append(edit.node)
+    return list(dict.fromkeys(names))
+
+
+def _apply_mask(graph: gs.Graph, source: gs.Tensor, axis: int, index: np.ndarray, extended: gs.Variable) -> gs.Variable:
+    rank = len(source.shape)
+    tag = f"onnxcar_mask_{len(graph.nodes)}"
+    rows = gs.Variable(f"{tag}_rows", dtype=np.float32)
+    shaped = gs.Variable(f"{tag}_shaped", dtype=np.float32)
+    out = gs.Variable(f"{tag}_out", dtype=source.dtype)
+    shape = np.ones(rank, np.int64)
+    shape[0], shape[axis] = 0, len(index)
+    graph.nodes.extend(
+        [
+            gs.Node("Gather", f"{tag}_gather", {"axis": 1}, [extended, gs.Constant(f"{tag}_index", index)], [rows]),
+            gs.Node("Reshape", f"{tag}_reshape", inputs=[rows, gs.Constant(f"{tag}_shape", shape)], outputs=[shaped]),
+            gs.Node("Mul", f"{tag}_mul", inputs=[source, shaped], outputs=[out]),
+        ]
+    )
+    return out
+
+
+def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: int, sources) -> Probe:
+    graph.toposort()
+    downstream = _downstream(graph, mask)
+    produced = {t.name for node in graph.nodes if node.name in downstream for t in node.outputs}
+    inputs = {t.name for t in graph.inputs}
+    cut, passthrough, seen = [], [], set()
+    for node in graph.nodes:
+        if node.name not in downstream:
+            continue
+        for tensor in node.inputs:
+            if isinstance(tensor, gs.Variable) and tensor.name not in produced and tensor is not mask and tensor.name not in seen:
+                seen.add(tensor.name)
+                (passthrough if tensor.name in inputs else cut).append(tensor)
+    for tensor in graph.outputs:
+        if tensor.name not in produced and tensor.name not in seen:
+            seen.add(tensor.name)
+            (passthrough if tensor.name in inputs else cut).append(tensor)
+    outputs = list(graph.outputs)
+
+    prefix = graph.copy()
+    prefix_tensors = prefix.tensors()
+    prefix.outputs = [prefix_tensors[t.name] for t in cut]
+    prefix_model = export_model(prefix, like) if cut else None
+
+    suffix = graph.copy()
+    suffix_tensors = suffix.tensors()
+    suffix.inputs = [suffix_tensors[t.name] for t in cut + passthrough] + [suffix_tensors[mask.name]]
+    for tensor in suffix.inputs:
+        tensor.inputs.clear()  # cut from its producer in the prefix
+        if tensor.shape is not None:
+            tensor.shape = ["N", *tensor.shape[1:]]
+    suffix.outputs = [suffix_tensors[t.name] for t in outputs]
+    suffix_model = export_model(suffix, like)
+    return Probe(prefix_model, suffix_model, tuple(t.name for t in cut), tuple(t.name for t in passthrough), channels, sources)
+
+
+def _downstream(graph: gs.Graph, mask: gs.Variable) -> set[str]:
+    """Names of the nodes whose output depends on the mask."""
+    tainted = {mask.name}
+    names = set()
+    for node in graph.nodes:  # topological order
+        if any(t.name in tainted for t in node.inputs):
+            names.add(node.name)
+            tainted.update(t.name for t in node.outputs)
+    return names

@@ -1,0 +1,34 @@
+"""Shared fixtures and helpers for the test suite."""
+
+import numpy as np
+import pytest
+
+from onnxcar.graph import Analysis, analyze
+from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
+
+
+def remove_half_and_verify(model, batch_sizes=(1, 3), seed=0) -> tuple[Analysis, object]:
+    """Removes a seeded random half of every prunable group and checks remove == mask."""
+    analysis = analyze(model)
+    rng = np.random.default_rng(seed)
+    removed: set[int] = set()
+    for group in analysis.groups:
+        if group.prunable:
+            removed |= group.channel_ids(rng.choice(group.size, group.size // 2, replace=False))
+    plan = make_plan(analysis, removed)
+    pruned = remove_channels(plan)
+    result = verify_equal(mask_channels(plan), pruned, batch_sizes=batch_sizes)
+    return analysis, pruned, result
+
+
+@pytest.fixture
+def run_cli():
+    """Invokes the onnxcar CLI in-process; returns the click Result."""
+    from click.testing import CliRunner
+
+    from onnxcar.cli.main import main
+
+    def invoke(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

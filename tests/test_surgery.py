@@ -1,0 +1,98 @@
+"""Removing channels equals masking them, on every topology family (RELIABILITY 13-15)."""
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxcar.errors import OnnxcarError
+from onnxcar.graph import analyze
+from onnxcar.graph.cost import plan_cost
+from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
+from onnxcar.surgery.plan import Plan
+from tests.conftest import remove_half_and_verify
+from tests.zoo import exported, handbuilt
+
+
+@pytest.mark.parametrize("name", sorted(handbuilt.CASES))
+def test_handbuilt_remove_equals_mask(name):
+    analysis, pruned, result = remove_half_and_verify(handbuilt.CASES[name]())
+    assert any(g.prunable for g in analysis.groups), [g.reasons for g in analysis.groups]
+    assert result.max_scaled_error <= 1.0
+    before = plan_cost(Plan(analysis, frozenset())).params
+    assert sum(int(np.prod(t.dims)) for t in pruned.graph.initializer) < before
+
+
+BLOCK_REASONS = {
+    "lrn": "LRN mixes",
+    "channel_shuffle": "splits or mixes the channel axis",
+    "softmax_channels": "Softmax normalises over the channel axis",
+    "custom_domain_op": "com.acme",
+    "conv_to_output": "graph output",
+}
+
+
+@pytest.mark.parametrize("name", sorted(handbuilt.BLOCKED_CASES))
+def test_unmappable_ops_block_their_group_with_a_reason(name):
+    analysis = analyze(handbuilt.BLOCKED_CASES[name]())
+    reasons = [r for g in analysis.groups for r in g.reasons]
+    assert any(BLOCK_REASONS[name] in r for r in reasons), reasons
+    blocked = next(g for g in analysis.groups if any(BLOCK_REASONS[name] in r for r in g.reasons))
+    with pytest.raises(OnnxcarError, match="cannot be pruned"):
+        make_plan(analysis, blocked.channel_ids([0]))
+
+
+@pytest.mark.parametrize("fold_bn", [True, False], ids=["bn-folded", "bn-kept"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", exported.NAMES)
+def test_exported_models_remove_equals_mask(name, exporter, fold_bn):
+    model = exported.export(name, exporter=exporter, fold_bn=fold_bn)
+    analysis, pruned, _ = remove_half_and_verify(model)
+    prunable = [g for g in analysis.groups if g.prunable]
+    assert prunable
+    conv_producers = {p for g in analysis.groups for p in g.producers if "Conv" in p or "conv" in p.lower()}
+    assert conv_producers
+    onnx.checker.check_model(pruned, full_check=True)
+    assert EXPECTED[name](analysis), [(g.producers, g.reasons) for g in analysis.groups]
+
+
+def _ops_of(group, role):
+    return {m.op_type for m in group.members if m.role.value == role}
+
+
+EXPECTED = {
+    # a residual trunk couples the stem with every block's last conv
+    "resnet_blocks": lambda a: any(len(g.producers) >= 3 and g.prunable for g in a.groups),
+    # the SE expand conv gates the depthwise features, so it joins their group
+    "mobilenet_se": lambda a: any(len(g.producers) >= 2 and "Mul" in _ops_of(g, "through") for g in a.groups),
+    # dense layers read a concat of earlier features: every layer's group passes a Concat
+    "densenet_block": lambda a: sum("Concat" in _ops_of(g, "through") for g in a.groups if g.prunable) >= 3,
+    "inception_block": lambda a: sum("Concat" in _ops_of(g, "through") for g in a.groups if g.prunable) >= 4,
+    "grouped_conv": lambda a: any(g.prunable and "Conv" in _ops_of(g, "consumer") for g in a.groups),
+    # the last conv group is read by the first Gemm/MatMul through Flatten
+    "vgg_flatten": lambda a: any(
+        g.prunable and _ops_of(g, "consumer") & {"Gemm", "MatMul"} and _ops_of(g, "producer") == {"Conv"} for g in a.groups
+    ),
+}
+
+
+def test_plan_refuses_removing_a_whole_group():
+    analysis = analyze(handbuilt.CASES["conv_bn_relu"]())
+    group = next(g for g in analysis.groups if g.prunable)
+    with pytest.raises(OnnxcarError, match="would lose all"):
+        make_plan(analysis, set(group.channels.tolist()))
+
+
+def test_verify_catches_a_wrong_model():
+    analysis = analyze(handbuilt.CASES["conv_bn_relu"]())
+    group = next(g for g in analysis.groups if g.prunable)
+    plan = make_plan(analysis, group.channel_ids([0, 1]))
+    wrong = make_plan(analysis, group.channel_ids([2, 3]))
+    with pytest.raises(OnnxcarError, match="differs from the masked model"):
+        verify_equal(mask_channels(plan), remove_channels(wrong))
+
+
+def test_dynamic_batch_survives_removal():
+    _, pruned, result = remove_half_and_verify(exported.export("resnet_blocks", exporter="torchscript", fold_bn=True))
+    assert result.batch_sizes == (1, 3)
+    dim = pruned.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim.dim_param and not dim.HasField("dim_value")
