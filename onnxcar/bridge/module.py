@@ -45,15 +45,16 @@ class OnnxModule(torch.nn.Module):
         self.opset = next((o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS), None)
         if self.opset is None:
             raise OnnxcarError("model imports no default-domain opset")
+        initializer_names = {i.name for i in graph.initializer}
+        self.input_names = [i.name for i in graph.input if i.name not in initializer_names]
+        self.output_names = [o.name for o in graph.output]
         self.onnx_names: dict[str, str] = {}
         self._stored: dict[str, str] = {}  # ONNX value name -> attribute holding it
+        self._steps: list[_Step] = []
         bn_stats = {n.input[i] for n in graph.node if n.op_type == "BatchNormalization" for i in (3, 4)}
         for init in graph.initializer:
             self._add_initializer(init, init.name in bn_stats)
-        self.input_names = [i.name for i in graph.input if i.name not in self._stored]
-        self.output_names = [o.name for o in graph.output]
-        self._steps: list[_Step] = []
-        for node in _toposort(graph, set(self.input_names) | set(self._stored)):
+        for node in _toposort(graph, set(self.input_names) | initializer_names):
             step = _Step(OPS[node.op_type], node.name, node.op_type, _attributes(node),
                          tuple(node.input), tuple(node.output))
             if node.op_type == "Constant":
@@ -87,16 +88,16 @@ class OnnxModule(torch.nn.Module):
     def _add_initializer(self, init: onnx.TensorProto, is_bn_stat: bool) -> None:
         tensor = to_torch(numpy_helper.to_array(init), f"initializer {init.name!r}")
         if tensor.is_floating_point() and not is_bn_stat:
-            attr = self._attr_name(init.name)
-            self.register_parameter(attr, torch.nn.Parameter(tensor))
-            self._stored[init.name] = attr
-        else:
-            attr = self._store(init.name, tensor, persistent=tensor.is_floating_point())
-        self.onnx_names[attr] = init.name
+            tensor = torch.nn.Parameter(tensor)
+        self.onnx_names[self._store(init.name, tensor, persistent=tensor.is_floating_point())] = init.name
 
     def _store(self, value: str, tensor: torch.Tensor, persistent: bool) -> str:
+        """Hold ONNX value ``value`` as a parameter (if ``tensor`` is one) or buffer; return its name."""
         attr = self._attr_name(value)
-        self.register_buffer(attr, tensor, persistent=persistent)
+        if isinstance(tensor, torch.nn.Parameter):
+            self.register_parameter(attr, tensor)
+        else:
+            self.register_buffer(attr, tensor, persistent=persistent)
         self._stored[value] = attr
         return attr
 

@@ -74,7 +74,7 @@ def conv_transpose(ctx, inputs, attrs):
     else:
         pads = attrs.get("pads", [0] * 2 * n)
         begin, end = pads[:n], pads[n:]
-    return F.pad(y, [-p for p in _torch_pad(begin, end)])
+    return F.pad(y, [-p for p in _torch_pad(begin, end)]) if any(begin + end) else y
 
 
 @register("BatchNormalization")
@@ -194,6 +194,7 @@ def matmul(ctx, inputs, attrs):
 
 @register("Dropout")
 def dropout(ctx, inputs, attrs):
+    # The module's train/eval mode decides, not the opset-12 training_mode input.
     x, ratio = padded(inputs, 2)[:2]
     p = float(ratio) if ratio is not None else attrs.get("ratio", 0.5)
     if ctx.num_outputs < 2:

@@ -1,15 +1,20 @@
 """Copy an OnnxModule's current tensors back into the ONNX graph it was built from."""
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnx
 from onnx import helper
 
 from onnxcar.errors import OnnxcarError
 
+if TYPE_CHECKING:
+    from onnxcar.bridge.module import OnnxModule
+
 _DATA_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "external_data")
 
 
-def to_onnx_initializers(module) -> dict[str, np.ndarray]:
+def to_onnx_initializers(module: "OnnxModule") -> dict[str, np.ndarray]:
     """The module's float initializers (parameters and BN stats) as arrays, by ONNX name."""
     return {
         name: tensor.detach().cpu().numpy()
@@ -18,7 +23,7 @@ def to_onnx_initializers(module) -> dict[str, np.ndarray]:
     }
 
 
-def write_back(model: onnx.ModelProto, module) -> onnx.ModelProto:
+def write_back(model: onnx.ModelProto, module: "OnnxModule") -> onnx.ModelProto:
     """A copy of ``model`` whose float initializers hold ``module``'s current values.
 
     Everything else (nodes, names, opset, metadata, doc strings) is copied unchanged;

@@ -25,8 +25,8 @@ class Batch:
 class DataScorer:
     """Scores one group at a time on the pruning set; keeps the probe of the current group."""
 
-    def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig()):
-        self.batch, self.task, self.config = batch, task, config
+    def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig(), *, linear: bool = True):
+        self.batch, self.task, self.config, self.linear = batch, task, config, linear
         self._key = None
         self._evaluator: ProbeEvaluator | None = None
 
@@ -35,7 +35,7 @@ class DataScorer:
         key = (id(analysis), group.id, removed.difference(group.channels.tolist()))
         if key != self._key:
             self.close()
-            probe = build_probe(Plan(analysis, removed), group)
+            probe = build_probe(Plan(analysis, removed), group, linear=self.linear)
             self._evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config)
             self._key = key
         return self._evaluator
@@ -45,15 +45,13 @@ class DataScorer:
 
     def metric(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> float:
         """Accuracy (or MSE) of the model with ``removed`` gone."""
-        return float(self.evaluator(analysis, group, removed).metric(self.mask_row(group, removed))[0])
+        return float(self.evaluator(analysis, group, removed).metric(self.mask_row(group, removed), [-1])[0])
 
     def without_each(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> tuple[float, np.ndarray]:
         """The current metric and the metric after also removing each channel (NaN where already gone)."""
         current = self.mask_row(group, removed)
         alive = np.flatnonzero(current)
-        rows = np.repeat(current[None], len(alive) + 1, axis=0)
-        rows[np.arange(1, len(alive) + 1), alive] = 0
-        metrics = self.evaluator(analysis, group, removed).metric(rows)
+        metrics = self.evaluator(analysis, group, removed).metric(current, [-1, *alive])
         after = np.full(group.size, np.nan)
         after[alive] = metrics[1:]
         return float(metrics[0]), after

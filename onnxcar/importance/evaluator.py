@@ -6,6 +6,7 @@ import numpy as np
 
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners.ort import OrtRunner
+from onnxcar.surgery.linear import CANDIDATE_INPUT
 from onnxcar.surgery.probe import MASK_INPUT, Probe
 
 
@@ -44,29 +45,43 @@ class ProbeEvaluator:
                 self.cache[name] = np.concatenate([chunk[j] for chunk in chunks])
         self.suffix = OrtRunner(probe.suffix, config)
 
-    def outcomes(self, masks: np.ndarray) -> np.ndarray:
-        """Per-sample outcomes, shape [rows, samples], of the model under each mask row."""
-        masks = np.asarray(masks, dtype=np.float32).reshape(-1, self.probe.channels)
-        rows = len(masks)
-        result = np.empty((rows, self.count))
-        images = min(self.count, max(1, self.config.batch_size // rows))
+    def outcomes(self, current: np.ndarray, candidates) -> np.ndarray:
+        """Per-sample outcomes, shape [candidates, samples], of the model under mask ``current``
+        with each candidate channel also removed (-1: none)."""
+        current = np.asarray(current, dtype=np.float32).reshape(self.probe.channels)
+        candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
+        count = len(candidates)
+        result = np.empty((count, self.count))
+        images = min(self.count, max(1, self.config.batch_size // count))
         per_call = max(1, self.config.batch_size // images)
         for start in range(0, self.count, images):
             stop = min(start + images, self.count)
             chunk = {name: value[start:stop] for name, value in self.cache.items()}
-            for first in range(0, rows, per_call):
-                block = masks[first : first + per_call]
-                feeds = {name: np.concatenate([value] * len(block)) for name, value in chunk.items()}
-                feeds[MASK_INPUT] = np.repeat(block, stop - start, axis=0)
-                output = self.suffix.run(feeds)[0]
+            for first in range(0, count, per_call):
+                block = candidates[first : first + per_call]
+                output = self.suffix.run(self._feeds(chunk, current, block))[0]
                 targets = np.concatenate([self.targets[start:stop]] * len(block))
                 outcome = self.task.outcomes(output, targets)
                 result[first : first + len(block), start:stop] = outcome.reshape(len(block), stop - start)
         return result
 
-    def metric(self, masks: np.ndarray) -> np.ndarray:
-        """Accuracy or MSE of each mask row."""
-        return self.outcomes(masks).mean(axis=1)
+    def _feeds(self, chunk: dict[str, np.ndarray], current: np.ndarray, block: np.ndarray) -> dict[str, np.ndarray]:
+        """Candidate-major feeds: row ``j * images + i`` is candidate j on image i."""
+        untiled = {self.probe.sources[0][0]} if self.probe.linear else set()
+        feeds = {name: value if name in untiled else np.concatenate([value] * len(block)) for name, value in chunk.items()}
+        if self.probe.linear:
+            feeds[MASK_INPUT] = current[None]
+            feeds[CANDIDATE_INPUT] = np.where(block < 0, self.probe.channels, block)
+            return feeds
+        rows = np.repeat(current[None], len(block), axis=0)
+        chosen = np.flatnonzero(block >= 0)
+        rows[chosen, block[chosen]] = 0
+        feeds[MASK_INPUT] = np.repeat(rows, len(next(iter(chunk.values()))), axis=0)
+        return feeds
+
+    def metric(self, current: np.ndarray, candidates) -> np.ndarray:
+        """Accuracy or MSE with each candidate removed on top of ``current``."""
+        return self.outcomes(current, candidates).mean(axis=1)
 
     def close(self) -> None:
         self.suffix.close()

@@ -17,6 +17,7 @@ from onnxcar.graph.analysis import Group
 from onnxcar.graph.channels import EditKind
 from onnxcar.graph.ir import export_model
 from onnxcar.surgery.apply import masked_graph
+from onnxcar.surgery.linear import CANDIDATE_INPUT, linear_consumer, rewrite_linear
 from onnxcar.surgery.plan import Plan
 
 MASK_INPUT = "onnxcar_channel_mask"
@@ -32,15 +33,19 @@ class Probe:
     passthrough: tuple[str, ...]  # model inputs the suffix reads directly
     channels: int  # mask width: the group's channel count
     sources: tuple[tuple[str, int, np.ndarray], ...]  # (tensor, channel axis, group index per position) read by consumers
+    linear: bool = False  # the suffix takes one mask row and candidate indices (see surgery.linear)
 
 
-def build_probe(plan: Plan, group: Group) -> Probe:
-    """The probe of ``group`` on the model with ``plan``'s other channels masked out."""
+def build_probe(plan: Plan, group: Group, *, linear: bool = True) -> Probe:
+    """The probe of ``group`` on the model with ``plan``'s other channels masked out.
+
+    With ``linear``, a group read by a single Conv or FC layer gets the rank-1 suffix.
+    """
     analysis = plan.analysis
     outside = Plan(analysis, plan.removed.difference(group.channels.tolist()))
     graph = masked_graph(outside)
     consumers = _consumer_inputs(plan, group)
-    mask = gs.Variable(MASK_INPUT, dtype=np.float32, shape=["N", group.size])
+    mask = gs.Variable(MASK_INPUT, dtype=np.float32, shape=["rows", group.size])
     extended = gs.Variable("onnxcar_mask_ones", dtype=np.float32)
     graph.nodes.append(
         gs.Node("Pad", "onnxcar_mask_pad", inputs=[mask, gs.Constant("onnxcar_mask_pads", np.array([0, 0, 0, 1], np.int64)),
@@ -59,7 +64,12 @@ def build_probe(plan: Plan, group: Group) -> Probe:
             masked[source.name] = _apply_mask(graph, source, slot.axis, index, extended)
             sources.append((source.name, slot.axis, index))
         node.inputs[0] = masked[source.name]
-    return _split(graph, analysis.model, mask, group.size, tuple(sources))
+    use_linear = linear and len(consumers) == 1 and linear_consumer(nodes[consumers[0]], sources[0][2], group.size)
+    if use_linear:
+        candidates = gs.Variable(CANDIDATE_INPUT, dtype=np.int64, shape=["M"])
+        rewrite_linear(graph, nodes[consumers[0]], sources[0][2], candidates)
+        graph.inputs.append(candidates)
+    return _split(graph, analysis.model, mask, group.size, tuple(sources), use_linear)
 
 
 def _consumer_inputs(plan: Plan, group: Group) -> list[str]:
@@ -90,7 +100,7 @@ def _apply_mask(graph: gs.Graph, source: gs.Tensor, axis: int, index: np.ndarray
     return out
 
 
-def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: int, sources) -> Probe:
+def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: int, sources, linear: bool) -> Probe:
     graph.toposort()
     downstream = _downstream(graph, mask)
     produced = {t.name for node in graph.nodes if node.name in downstream for t in node.outputs}
@@ -100,7 +110,7 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
         if node.name not in downstream:
             continue
         for tensor in node.inputs:
-            if isinstance(tensor, gs.Variable) and tensor.name not in produced and tensor is not mask and tensor.name not in seen:
+            if isinstance(tensor, gs.Variable) and tensor.name not in produced and tensor.name not in (MASK_INPUT, CANDIDATE_INPUT) and tensor.name not in seen:
                 seen.add(tensor.name)
                 (passthrough if tensor.name in inputs else cut).append(tensor)
     for tensor in graph.outputs:
@@ -112,23 +122,30 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
     prefix = graph.copy()
     prefix_tensors = prefix.tensors()
     prefix.outputs = [prefix_tensors[t.name] for t in cut]
+    prefix.inputs = [t for t in prefix.inputs if t.name != CANDIDATE_INPUT]
     prefix_model = export_model(prefix, like) if cut else None
 
     suffix = graph.copy()
     suffix_tensors = suffix.tensors()
-    suffix.inputs = [suffix_tensors[t.name] for t in cut + passthrough] + [suffix_tensors[mask.name]]
+    controls = [suffix_tensors[mask.name]] + ([suffix_tensors[CANDIDATE_INPUT]] if linear else [])
+    suffix.inputs = [suffix_tensors[t.name] for t in cut + passthrough]
+    untiled = sources[0][0] if linear else None
     for tensor in suffix.inputs:
         tensor.inputs.clear()  # cut from its producer in the prefix
-        if tensor.shape is not None:
-            tensor.shape = ["N", *tensor.shape[1:]]
+        if tensor.shape is not None:  # distinct symbols: onnxruntime plans memory by them
+            tensor.shape = ["images" if tensor.name == untiled else "rows", *tensor.shape[1:]]
+    if linear:
+        controls[0].shape = [1, channels]
+    suffix.inputs += controls
     suffix.outputs = [suffix_tensors[t.name] for t in outputs]
     suffix_model = export_model(suffix, like)
-    return Probe(prefix_model, suffix_model, tuple(t.name for t in cut), tuple(t.name for t in passthrough), channels, sources)
+    names = tuple(t.name for t in cut), tuple(t.name for t in passthrough)
+    return Probe(prefix_model, suffix_model, *names, channels, sources, linear)
 
 
 def _downstream(graph: gs.Graph, mask: gs.Variable) -> set[str]:
-    """Names of the nodes whose output depends on the mask."""
-    tainted = {mask.name}
+    """Names of the nodes whose output depends on the mask or the candidates."""
+    tainted = {mask.name, CANDIDATE_INPUT}
     names = set()
     for node in graph.nodes:  # topological order
         if any(t.name in tainted for t in node.inputs):
