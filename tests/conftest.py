@@ -13,8 +13,13 @@ def remove_half_and_verify(model, batch_sizes=(1, 3), seed=0) -> tuple[Analysis,
     rng = np.random.default_rng(seed)
     removed: set[int] = set()
     for group in analysis.groups:
-        if group.prunable:
-            removed |= group.channel_ids(rng.choice(group.size, group.size // 2, replace=False))
+        if not group.prunable:
+            continue
+        taken = 0
+        for index in rng.permutation(group.size):
+            if taken < group.size // 2 and analysis.feasible(removed | group.channel_ids([index])):
+                removed |= group.channel_ids([index])
+                taken += 1
     plan = make_plan(analysis, removed)
     pruned = remove_channels(plan)
     result = verify_equal(mask_channels(plan), pruned, batch_sizes=batch_sizes)

@@ -3,6 +3,8 @@
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import analyze
@@ -10,7 +12,7 @@ from onnxcar.graph.cost import plan_cost
 from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
 from onnxcar.surgery.plan import Plan
 from tests.conftest import remove_half_and_verify
-from tests.zoo import exported, handbuilt
+from tests.zoo import classic, exported, handbuilt, random_graphs
 
 
 @pytest.mark.parametrize("name", sorted(handbuilt.CASES))
@@ -96,3 +98,30 @@ def test_dynamic_batch_survives_removal():
     assert result.batch_sizes == (1, 3)
     dim = pruned.graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_param and not dim.HasField("dim_value")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=random_graphs.cnn_graphs(), seed=st.integers(0, 2**16))
+def test_random_graphs_remove_equals_mask(model, seed):
+    _, _, result = remove_half_and_verify(model, batch_sizes=(1, 2), seed=seed)
+    assert result.max_scaled_error <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", classic.CLASSIC_NAMES)
+def test_classic_models_remove_equals_mask(name):
+    model = classic.load_classic(name, dynamic_batch=True)
+    analysis, pruned, result = remove_half_and_verify(model, batch_sizes=(1, 2))
+    assert sum(g.prunable for g in analysis.groups) >= 3
+    onnx.checker.check_model(pruned, full_check=True)
+
+
+@pytest.mark.slow
+def test_resnet50_every_prunable_group_halved():
+    model = exported.resnet50_like()
+    analysis = analyze(model)
+    prunable = [g for g in analysis.groups if g.prunable]
+    assert len(prunable) == len(analysis.groups) - 1  # all but the classifier, whose units are the output
+    plan = make_plan(analysis, {c for g in prunable for c in g.channels[: g.size // 2].tolist()})
+    verify_equal(mask_channels(plan), remove_channels(plan), batch_sizes=(1, 2))
+    assert plan_cost(plan).params < 0.35 * plan_cost(Plan(analysis, frozenset())).params

@@ -86,6 +86,11 @@ class Analysis:
     def roots(self, atoms: np.ndarray) -> np.ndarray:
         return self.root[atoms]
 
+    def feasible(self, removed: set[int] | frozenset[int]) -> bool:
+        """True when removing the channels ``removed`` leaves every channel tensor at least one channel."""
+        gone = np.fromiter(removed, dtype=np.int64, count=len(removed))
+        return not any(np.isin(self.root[slot.atoms], gone).all() for slot in self.tracer.slots.values())
+
     def group(self, name: str) -> Group:
         """The group a layer name selects: a producer node name, or its short layer name."""
         from onnxcar.errors import OnnxcarError

@@ -57,8 +57,12 @@ class NodeContext:
 
     # -- writing ----------------------------------------------------------------------------
     def output(self, slot: Slot | None, index: int = 0) -> None:
-        if slot is not None and slot.size > 1 and index < len(self.node.outputs):
-            self.tracer.slots[self.node.outputs[index].name] = slot
+        if slot is None or index >= len(self.node.outputs):
+            return
+        name = self.node.outputs[index].name
+        if slot.size == 1:  # removing it would leave an empty tensor
+            self.tracer.block(slot.atoms, f"tensor {name!r} carries a single channel")
+        self.tracer.slots[name] = slot
 
     def fresh(self, count: int) -> np.ndarray:
         """New atoms, one per output channel of this node, which becomes their producer."""

@@ -41,6 +41,9 @@ def broadcast(ctx: NodeContext) -> None:
     if len(axes) != 1:
         raise Unhandled(f"{ctx.node.op} operands carry channels on different axes")
     axis = axes.pop()
+    width = max(slot.size for _, slot in slotted)
+    if width > 1:  # a single-channel operand broadcasts like a constant
+        slotted = [(i, slot) for i, slot in slotted if slot.size > 1]
     atoms = slotted[0][1].atoms
     for _, slot in slotted[1:]:
         if slot.size != len(atoms):

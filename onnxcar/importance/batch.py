@@ -10,7 +10,7 @@ from onnxcar.errors import OnnxcarError
 from onnxcar.importance.data import Batch
 from onnxcar.importance.evaluator import Task
 from onnxcar.runners.config import RunnerConfig
-from onnxcar.runners.ort import OrtRunner
+from onnxcar.runners import make_runner
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
 
     Without labels, the original model's top-1 predictions are the labels (agreement mode).
     """
-    with OrtRunner(model, config) as runner:
+    with make_runner(model, config) as runner:
         session_inputs = runner.session.get_inputs()
         name = dataset.spec.preprocess.input_name or (session_inputs[0].name if len(session_inputs) == 1 else None)
         if name is None:
@@ -48,7 +48,7 @@ def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerCon
     """Top-1 and top-5 accuracy (classification) or MSE (regression) of ``model`` on ``batch``."""
     (name, images), = batch.inputs.items()
     outputs = []
-    with OrtRunner(model, config) as runner:
+    with make_runner(model, config) as runner:
         for start in range(0, len(images), config.batch_size):
             outputs.append(runner.run({name: images[start : start + config.batch_size]})[0])
     logits = np.concatenate(outputs).reshape(len(images), -1)

@@ -8,7 +8,7 @@ from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.importance.evaluator import ProbeEvaluator, Task
 from onnxcar.graph.ir import export_model
 from onnxcar.runners.config import RunnerConfig
-from onnxcar.runners.ort import OrtRunner
+from onnxcar.runners import make_runner
 from onnxcar.surgery.apply import masked_graph
 from onnxcar.surgery.plan import Plan
 from onnxcar.surgery.probe import build_probe
@@ -109,7 +109,7 @@ class ActivationStatistic:
         count = np.zeros(group.size + 1)
         inputs = self.scorer.batch.inputs
         samples = len(self.scorer.batch.targets)
-        with OrtRunner(export_model(graph, analysis.model), config) as runner:
+        with make_runner(export_model(graph, analysis.model), config) as runner:
             for start in range(0, samples, config.batch_size):
                 outputs = runner.run({k: v[start : start + config.batch_size] for k, v in inputs.items()})
                 for (_, axis, index), value in zip(sources, outputs):

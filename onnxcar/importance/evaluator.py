@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxcar.runners.config import RunnerConfig
-from onnxcar.runners.ort import OrtRunner
+from onnxcar.runners import make_runner
 from onnxcar.surgery.linear import CANDIDATE_INPUT
 from onnxcar.surgery.probe import MASK_INPUT, Probe
 
@@ -36,14 +36,14 @@ class ProbeEvaluator:
         self.count = len(targets)
         self.cache = {name: inputs[name] for name in probe.passthrough}
         if probe.cut:
-            with OrtRunner(probe.prefix, config) as prefix:
+            with make_runner(probe.prefix, config) as prefix:
                 chunks = [
                     prefix.run({k: v[i : i + config.batch_size] for k, v in inputs.items()}, list(probe.cut))
                     for i in range(0, self.count, config.batch_size)
                 ]
             for j, name in enumerate(probe.cut):
                 self.cache[name] = np.concatenate([chunk[j] for chunk in chunks])
-        self.suffix = OrtRunner(probe.suffix, config)
+        self.suffix = make_runner(probe.suffix, config)
 
     def outcomes(self, current: np.ndarray, candidates) -> np.ndarray:
         """Per-sample outcomes, shape [candidates, samples], of the model under mask ``current``

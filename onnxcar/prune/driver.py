@@ -112,9 +112,15 @@ def greedy(
     while done < removals:
         scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
         alive = np.array([int(c) not in removed for c in group.channels])
-        order = [int(i) for i in np.lexsort((np.arange(group.size), scores)) if alive[i]]
-        picks = order[: min(per_iter, removals - done)]
-        trial = removed | group.channel_ids(picks)
+        picks, trial = [], removed
+        for index in np.lexsort((np.arange(group.size), scores)):  # lowest score, then lowest index
+            if len(picks) == min(per_iter, removals - done):
+                break
+            if alive[index] and analysis.feasible(trial | group.channel_ids([index])):
+                picks.append(int(index))
+                trial = trial | group.channel_ids([index])
+        if not picks:
+            return  # every remaining channel is the last one of some tensor
         metric = scorer.metric(analysis, group, trial) if scorer is not None else None
         if budget.exceeded(metric):
             return

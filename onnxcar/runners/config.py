@@ -10,3 +10,5 @@ class RunnerConfig:
     device: str = "auto"  # auto, cpu or cuda
     threads: int = 0  # 0: the backend's default
     batch_size: int = 256
+    precision: str = "fp32"  # fp32, tf32 or fp16 (tf32 and fp16: torch runner only)
+    runner: str = "ort"  # ort (onnxruntime) or torch (the torch bridge)

@@ -1,0 +1,84 @@
+"""The paper's comparison on the sample: prune half of one conv layer by each criterion, no fine-tuning.
+
+For each layer and criterion it runs the greedy driver on the pruning set, then measures the
+pruned model's top-1 on the test set, and prints a Markdown table. The pruning-set curves
+(accuracy against filters removed) and the table go to a JSON file.
+
+    python benchmarks/compare_criteria.py --prune-data PRUNE.npz --test-data TEST.npz [--out samples/car_vs_baselines.json]
+"""
+
+import argparse
+import json
+import time
+
+from onnxcar.data import DataSpec, Preprocess, load_dataset
+from onnxcar.graph import analyze
+from onnxcar.importance import DataScorer, make_importance
+from onnxcar.importance.batch import evaluate, make_batch
+from onnxcar.importance.evaluator import Task
+from onnxcar.io import load_model
+from onnxcar.prune.config import PruneConfig, Target
+from onnxcar.prune.driver import prune
+from onnxcar.runners.config import RunnerConfig
+
+CRITERIA = ("car", "l1", "l2", "mean-act", "apoz", "random")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="samples/alexnet_cifar10.onnx")
+    parser.add_argument("--prune-data", default="samples/cifar10_prune_1000.npz")
+    parser.add_argument("--test-data", default="samples/cifar10_test_2000.npz")
+    parser.add_argument("--prune-images", type=int, default=None, help="seeded stratified subset of the pruning set")
+    parser.add_argument("--layers", default="conv1,conv2")
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--criteria", default=",".join(CRITERIA))
+    parser.add_argument("--per-iter", type=int, default=1)
+    parser.add_argument("--out", default="samples/car_vs_baselines.json")
+    args = parser.parse_args()
+
+    model = load_model(args.model)
+    config = RunnerConfig(device="cpu")
+    task = Task()
+    preprocess = Preprocess.preset("cifar10")
+    prune_set = make_batch(model, load_dataset(DataSpec(args.prune_data, preprocess=preprocess, limit=args.prune_images)), task, config)
+    test_set = make_batch(model, load_dataset(DataSpec(args.test_data, preprocess=preprocess)), task, config)
+    original = evaluate(model, test_set, task, config)["top1"]
+    print(f"original: test top-1 {original:.2%} on {len(test_set.targets)} images; pruning set {len(prune_set.targets)} images")
+    results = {"original_test_top1": original, "ratio": args.ratio, "per_iter": args.per_iter,
+               "prune_images": len(prune_set.targets), "test_images": len(test_set.targets), "runs": []}
+    criteria = args.criteria.split(",")
+    for layer in args.layers.split(","):
+        for criterion in criteria:
+            start = time.perf_counter()
+            scorer = DataScorer(prune_set, task, config)
+            run = PruneConfig(criterion, Target(ratio=args.ratio), (layer,), args.per_iter)
+            result = prune(analyze(model), run, make_importance(criterion, scorer), scorer=scorer)
+            top1 = evaluate(result.model, test_set, task, config)["top1"]
+            summary = result.summary()
+            results["runs"].append({"layer": layer, "criterion": criterion, "test_top1": top1,
+                                    "removed": len(result.removals), "curve": summary["curves"][layer],
+                                    "seconds": round(time.perf_counter() - start, 1)})
+            print(f"  {layer} {criterion:8s} removed {len(result.removals):3d}: test top-1 {top1:.2%} "
+                  f"(pruning set {summary['final_metric']:.2%}) in {time.perf_counter() - start:.0f} s", flush=True)
+    print(markdown_table(results, criteria))
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def markdown_table(results: dict, criteria: list[str]) -> str:
+    layers = list(dict.fromkeys(r["layer"] for r in results["runs"]))
+    top1 = {(r["layer"], r["criterion"]): r["test_top1"] for r in results["runs"]}
+    lines = ["| criterion | " + " | ".join(f"{layer}: test top-1" for layer in layers) + " |",
+             "| --- |" + " --- |" * len(layers)]
+    for criterion in criteria:
+        lines.append(f"| {criterion} | " + " | ".join(f"{top1[(layer, criterion)]:.2%}" for layer in layers) + " |")
+    for layer in layers:
+        best = max(top1[(layer, c)] for c in criteria if c != "car")
+        lines.append(f"\n{layer}: CAR minus the best baseline = {100 * (top1[(layer, 'car')] - best):+.1f} points")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
