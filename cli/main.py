@@ -21,7 +21,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("onnxcar: interrupted", err=True)
             sys.exit(130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
+        except click.ClickException as err:
+            click.echo(f"onnxcar: error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except Exception as err:  # a bug in onnxcar: one line, the traceback with -v
             if ctx.params.get("verbose"):

@@ -134,21 +134,27 @@ def output_options(command):
 
 
 def runner_options(command):
-    """Adds ``--device``, ``--threads`` and ``--batch-size``; the command receives ``runner: RunnerConfig``."""
+    """Adds ``--runner``, ``--device``, ``--precision``, ``--threads`` and ``--batch-size``;
+    the command receives ``runner: RunnerConfig``."""
     from onnxcar.runners.config import RunnerConfig
 
     @functools.wraps(command)
-    def wrapper(*args, device, threads, batch_size, **kwargs):
-        return command(*args, runner=RunnerConfig(device, threads, batch_size), **kwargs)
+    def wrapper(*args, runner, device, precision, threads, batch_size, **kwargs):
+        config = RunnerConfig(device, threads, batch_size, precision=precision, runner=runner)
+        return command(*args, runner=config, **kwargs)
 
     for option in reversed(
         [
+            click.option("--runner", type=click.Choice(["ort", "torch"]), default="ort", show_default=True,
+                         help="Execute with onnxruntime, or with torch through the bridge (needs torch)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                         help="Where onnxruntime runs (cuda needs onnxruntime-gpu)."),
+                         help="Where the runner runs (cuda: onnxruntime-gpu, or a CUDA build of torch)."),
+            click.option("--precision", type=click.Choice(["fp32", "tf32", "fp16"]), default="fp32",
+                         show_default=True, help="Float math of --runner torch; tf32 matters on CUDA only."),
             click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-                         help="onnxruntime intra-op threads (0: its default)."),
+                         help="Intra-op threads (0: the runner's default; torch: process-wide)."),
             click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-                         help="Samples per onnxruntime call."),
+                         help="Samples per runner call."),
         ]
     ):
         wrapper = option(wrapper)

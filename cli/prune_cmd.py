@@ -13,7 +13,8 @@ from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import check_output_path, load_model, save_model
 from onnxcar.prune.config import PruneConfig, Target
-from onnxcar.prune.driver import prune, select_groups
+from onnxcar.errors import OnnxcarError
+from onnxcar.prune.driver import check_run, prune
 from onnxcar.prune.journal import Journal, fingerprint, journal_path
 from onnxcar.report import dumps, write_json
 
@@ -53,6 +54,8 @@ def prune_command(ctx, model, criterion, ratio, count, max_drop, layers, per_ite
     config = PruneConfig(criterion, Target(ratio, count, max_drop), layers, per_iter, random_seed, not no_verify)
     output = check_output_path(output, force=force, source=model)
     report_path = check_output_path(report_path or output.with_suffix(".json"), force=force, source=model)
+    if report_path.resolve() == output.resolve():
+        raise OnnxcarError(f"the report would overwrite the model {output}: give --report another path")
     onnx_model = load_model(model)
     scorer = None
     if data_spec is not None:
@@ -60,8 +63,8 @@ def prune_command(ctx, model, criterion, ratio, count, max_drop, layers, per_ite
     importance = make_importance(criterion, scorer, random_seed)
     analysis = analyze(onnx_model)
     settings = {"config": config.to_dict(), "data": data_spec.to_dict() if data_spec else None, "task": task.kind}
+    total = sum(config.target.removals(g.size) for g in check_run(analysis, config, scorer))
     journal = Journal(journal_path(output), fingerprint(onnx_model.SerializeToString(), settings), resume=resume, force=force)
-    total = sum(config.target.removals(g.size) for g in select_groups(analysis, layers))
     with removal_progress(total, quiet=ctx.find_root().obj["quiet"] or as_json) as advance:
         result = prune(analysis, config, importance, scorer=scorer, journal=journal, on_removal=advance)
     save_model(result.model, output, force=force, source=model)

@@ -55,6 +55,7 @@ def load_model(path: str | os.PathLike, *, load_external: bool = True) -> onnx.M
     path = pathlib.Path(path)
     model = _parse(path)
     _check_versions(model, path)
+    _check_names(model, path)
     external = [t for t in _tensors(model) if uses_external_data(t)]
     spans = [_external_span(t, path) for t in external] if load_external else []
     _run_checker(model, path, on_disk=bool(external))
@@ -82,6 +83,15 @@ def _parse(path: pathlib.Path) -> onnx.ModelProto:
     if not model.HasField("graph"):
         raise _error(path, "not an ONNX model (it has no graph)")
     return model
+
+
+def _check_names(model: onnx.ModelProto, path: pathlib.Path) -> None:
+    """Refuses node and tensor names that are not valid UTF-8 (protobuf hands them over as bytes)."""
+    graph = model.graph
+    names = [n.name for n in graph.node] + [x for n in graph.node for x in (*n.input, *n.output)]
+    names += [v.name for v in (*graph.input, *graph.output, *graph.initializer)]
+    if any(not isinstance(name, str) for name in names):
+        raise _error(path, "a node or tensor name is not valid UTF-8")
 
 
 def _check_versions(model: onnx.ModelProto, path: pathlib.Path) -> None:

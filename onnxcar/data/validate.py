@@ -95,5 +95,10 @@ def _check_classes(labels: np.ndarray, num_outputs: int | None) -> None:
 
 
 def _check_targets(labels: np.ndarray, num_outputs: int | None) -> None:
-    if labels.ndim > 1 and num_outputs is not None and labels.shape[-1] != num_outputs:
-        raise OnnxcarError(f"targets are shaped {labels.shape} but the model has {num_outputs} outputs")
+    if labels.dtype.kind not in "fiu":
+        raise OnnxcarError(f"regression targets must be numbers, got {labels.dtype}")
+    if not np.all(np.isfinite(labels)):
+        raise OnnxcarError("regression targets contain NaN or Inf values")
+    width = labels.shape[-1] if labels.ndim > 1 else 1
+    if num_outputs is not None and (labels.ndim > 2 or width != num_outputs):
+        raise OnnxcarError(f"targets are shaped {labels.shape} but the model has {num_outputs} outputs per sample")

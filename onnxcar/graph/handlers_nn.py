@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from onnxcar.errors import OnnxcarError
 from onnxcar.graph.channels import EditKind, Role, Slot
 from onnxcar.graph.context import NodeContext, Unhandled
 from onnxcar.graph.registry import register
@@ -12,8 +13,13 @@ def conv(ctx: NodeContext) -> None:
     """Conv: reads input channels, produces filters; depthwise Conv passes channels through."""
     weight = ctx.weight(1)
     groups = int(ctx.attr("group", 1))
-    out_channels, in_per_group = weight.shape[0], weight.shape[1]
     source = ctx.slot(0)
+    if weight.ndim < 3 or groups < 1 or weight.shape[0] % groups or (
+        source is not None and source.size != weight.shape[1] * groups
+    ):
+        raise OnnxcarError(f"invalid model: Conv {ctx.node.name!r} has a weight of shape {list(weight.shape)} "
+                           f"that does not fit group={groups} and its input")
+    out_channels, in_per_group = weight.shape[0], weight.shape[1]
     if source is not None and source.axis != 1:
         raise Unhandled("Conv input carries channels on an axis other than 1")
     if groups > 1 and in_per_group == 1:

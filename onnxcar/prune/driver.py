@@ -140,7 +140,7 @@ def prune(
     on_removal: Callable[[Removal], None] = lambda removal: None,
 ) -> PruneResult:
     """Prunes the selected groups one after another, then removes the channels physically."""
-    groups = select_groups(analysis, config.layers)
+    groups = check_run(analysis, config, scorer)
     by_id = {g.id: g for g in groups}
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -177,12 +177,17 @@ def _replayed(entry: dict, groups: dict[int, Group]) -> Removal:
     return Removal(entry["group"], entry["layer"], entry["channel"], entry["score"], entry["metric"])
 
 
+def check_run(analysis: Analysis, config: PruneConfig, scorer: DataScorer | None) -> list[Group]:
+    """Refuses a run that cannot start; returns the groups it prunes, in order."""
+    if config.target.max_drop is not None and scorer is None:
+        raise OnnxcarError("--max-drop needs --data to measure accuracy")
+    return select_groups(analysis, config.layers)
+
+
 def _budget(config: PruneConfig, original: float | None, scorer: DataScorer | None) -> Budget:
     drop = config.target.max_drop
     if drop is None:
         return Budget(None)
-    if scorer is None:
-        raise OnnxcarError("--max-drop needs --data to measure accuracy")
     if scorer.task.higher_is_better:
         return Budget(original - drop / 100.0, True)
     return Budget(original + drop, False)

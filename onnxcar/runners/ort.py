@@ -10,6 +10,7 @@ from onnxcar.errors import OnnxcarError
 from onnxcar.runners.config import RunnerConfig
 
 log = logging.getLogger(__name__)
+ort.set_default_logger_severity(4)  # only fatal: onnxruntime errors become one-line OnnxcarErrors
 
 
 def providers_for(device: str) -> list[str]:
@@ -30,7 +31,7 @@ class OrtRunner:
     def __init__(self, model: onnx.ModelProto, config: RunnerConfig = RunnerConfig()):
         self.config = config
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4
         if config.threads:
             options.intra_op_num_threads = config.threads
             options.inter_op_num_threads = 1

@@ -1,0 +1,109 @@
+"""``onnxcar finetune``: train a (pruned) model's weights through the torch bridge and write them back."""
+
+import contextlib
+import dataclasses
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from onnxcar.bridge import require_torch
+from onnxcar.cli.options import data_options, output_options, task_option
+from onnxcar.data import load_dataset
+from onnxcar.errors import OnnxcarError
+from onnxcar.io import check_output_path, load_model, save_model
+from onnxcar.report import dumps, write_json
+
+
+@click.command("finetune")
+@click.argument("model", type=click.Path(dir_okay=False))
+@data_options(required=True)
+@click.option("--val", "val_path", help="Validation data that picks the best epoch, read with --data's preprocessing.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Initial learning rate.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
+              help="SGD with Nesterov momentum, or AdamW.")
+@click.option("--schedule", type=click.Choice(["cosine", "step"]), default="cosine", show_default=True,
+              help="Cosine to 0, or divide by 10 every third of the epochs.")
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum (Nesterov).")
+@click.option("--no-augment", is_flag=True, help="No random crop (4-pixel zero padding) and horizontal flip.")
+@click.option("--keep-sparsity", is_flag=True, help="Weights that are exactly zero at the start stay zero.")
+@click.option("--teacher", type=click.Path(dir_okay=False), help="Distil from this model, e.g. the unpruned original.")
+@click.option("--distill-weight", type=float, default=0.5, show_default=True,
+              help="Share of the distillation loss (1 for data without labels).")
+@click.option("--temperature", type=float, default=4.0, show_default=True, help="Distillation temperature.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue a killed run from its checkpoint (OUTPUT.ckpt).")
+@task_option
+@output_options
+@click.pass_context
+def finetune_command(ctx, model, data_spec, val_path, epochs, lr, batch_size, optimizer, schedule, weight_decay,
+                     momentum, no_augment, keep_sparsity, teacher, distill_weight, temperature, device, resume, task,
+                     output, force, as_json):
+    """Fine-tune MODEL on --data and write the weights of its best epoch on --val to -o.
+
+    The output is MODEL's graph with only its weights changed. --seed seeds training as
+    well as --limit and --split; the same seed gives the same weights.
+    """
+    require_torch("onnxcar finetune")
+    from onnxcar.bridge.finetune import FinetuneConfig, checkpoint_path, finetune
+
+    if output is None:
+        raise OnnxcarError("missing -o/--output: where to write the fine-tuned model")
+    if val_path is None:
+        raise OnnxcarError("missing --val: validation data, apart from the training data, picks the best epoch")
+    config = FinetuneConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+        weight_decay=weight_decay, momentum=momentum, augment=not no_augment, keep_sparsity=keep_sparsity,
+        distill_weight=distill_weight, temperature=temperature, device=device, seed=data_spec.seed, task=task,
+    )
+    output = check_output_path(output, force=force, source=model)
+    report_path = check_output_path(output.with_suffix(".json"), force=force, source=model)
+    checkpoint = checkpoint_path(output)
+    if force and not resume:
+        checkpoint.unlink(missing_ok=True)
+    onnx_model = load_model(model)
+    teacher_model = None if teacher is None else load_model(teacher)
+    val_spec = dataclasses.replace(data_spec, path=val_path, limit=None, split=None)
+    train, val = load_dataset(data_spec), load_dataset(val_spec)
+    metric = "mse" if task == "regression" else "top1"
+    with _epoch_progress(epochs, metric, quiet=ctx.find_root().obj["quiet"] or as_json) as (on_batch, on_epoch):
+        result = finetune(onnx_model, train, val, config, teacher=teacher_model, checkpoint=checkpoint, resume=resume,
+                          on_batch=on_batch, on_epoch=on_epoch)
+    save_model(result.model, output, force=force, source=model)
+    report = {"model": str(model), "output": str(output), "teacher": teacher, "config": config.to_dict(),
+              "data": data_spec.to_dict(), "val_data": val_spec.to_dict(), **result.summary()}
+    write_json(report, report_path)
+    checkpoint.unlink(missing_ok=True)
+    if as_json:
+        click.echo(dumps(report))
+        return
+    click.echo(f"val {metric} {result.before:.4g} -> {result.after:.4g} (best epoch {result.best_epoch} of {epochs}, "
+               f"{result.seconds:.1f} s); wrote {output} and {report_path}")
+
+
+@contextlib.contextmanager
+def _epoch_progress(epochs: int, metric: str, *, quiet: bool):
+    """Yields (on_batch, on_epoch): a bar per epoch ending in its loss and val metric; (None, None) when quiet."""
+    if quiet:
+        yield None, None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns) as progress:
+        bars: dict[int, int] = {}
+
+        def on_batch(epoch: int, step: int, steps: int) -> None:
+            if epoch not in bars:
+                bars[epoch] = progress.add_task(f"epoch {epoch}/{epochs}", total=steps, status="")
+            progress.update(bars[epoch], completed=step)
+
+        def on_epoch(record: dict) -> None:
+            if record["epoch"] == 0:
+                progress.console.print(f"before training: val {metric} {record['val']:.4f}")
+            else:
+                status = f"loss {record['train_loss']:.4f}  val {metric} {record['val']:.4f}"
+                progress.update(bars[record["epoch"]], status=status)
+
+        yield on_batch, on_epoch

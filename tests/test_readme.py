@@ -1,0 +1,39 @@
+"""The README's commands work as written, and CI runs the README's test command."""
+
+import json
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+FIRST_BLOCK = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
+
+
+def test_readme_starts_with_setup_and_main_command():
+    assert FIRST_BLOCK[0] == 'pip install -e ".[dev]"'
+    assert FIRST_BLOCK[1].startswith("onnxcar prune samples/")
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -q -e ".[dev]"' in ci
+    assert re.search(r"Tests: `(pytest -q)`", README).group(1) in ci.splitlines()
+
+
+@pytest.mark.skipif(not (ROOT / "samples" / "alexnet_cifar10.onnx").exists(), reason="the sample model is not trained yet")
+def test_readme_main_command_runs_on_the_sample(tmp_path):
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    args = shlex.split(FIRST_BLOCK[1])
+    script = pathlib.Path(sys.executable).with_name("onnxcar")
+    command = [str(script) if script.exists() else "onnxcar", *args[1:], "-q"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "pruned.json").read_text())
+    assert report["removed"] and report["after"]["params"] < report["before"]["params"]
+    assert (tmp_path / "pruned.onnx").stat().st_size > 0
