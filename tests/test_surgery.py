@@ -112,7 +112,9 @@ def test_random_graphs_remove_equals_mask(model, seed):
 def test_classic_models_remove_equals_mask(name):
     model = classic.load_classic(name, dynamic_batch=True)
     analysis, pruned, result = remove_half_and_verify(model, batch_sizes=(1, 2))
-    assert sum(g.prunable for g in analysis.groups) >= 3
+    # ShuffleNet's channel shuffles split the channel axis: they block every group that crosses one
+    assert sum(g.prunable for g in analysis.groups) >= (1 if name == "shufflenet" else 3)
+    assert name != "shufflenet" or any("splits or mixes the channel axis" in r for g in analysis.groups for r in g.reasons)
     onnx.checker.check_model(pruned, full_check=True)
 
 

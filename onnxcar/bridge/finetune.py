@@ -152,8 +152,10 @@ class _Trainer:
     """The module, optimiser, schedule, data, RNG and history of one fine-tuning run."""
 
     def __init__(self, model, train: Dataset, val: Dataset, config: FinetuneConfig, teacher):
-        _check_data(model, train, config.task, "training")
-        _check_data(model, val, config.task, "validation")
+        _check_data(model, train, config.task, "training data")
+        _check_data(model, val, config.task, "validation data")
+        if teacher is not None:
+            _check_data(teacher, val, config.task, "validation data for the teacher")
         if len(train) < 2:
             raise OnnxcarError("fine-tuning needs at least 2 training samples")
         self.config = config
@@ -321,7 +323,7 @@ def _check_data(model: onnx.ModelProto, ds: Dataset, task: str, what: str) -> No
     try:
         validate_for_model(ds, inputs[0].shape, inputs[0].type, width, task)
     except OnnxcarError as err:
-        raise OnnxcarError(f"{what} data: {err}") from None
+        raise OnnxcarError(f"{what}: {err}") from None
 
 
 def _distill_weight(config: FinetuneConfig, labelled: bool, has_teacher: bool) -> float:
