@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcar.errors import OnnxcarError
 from onnxcar.graph.channels import Edit, Role, Slot, UnionFind
 from onnxcar.graph.context import NodeContext, Unhandled, static_dims
 from onnxcar.graph.ir import import_graph
@@ -93,8 +94,6 @@ class Analysis:
 
     def group(self, name: str) -> Group:
         """The group a layer name selects: a producer node name, or its short layer name."""
-        from onnxcar.errors import OnnxcarError
-
         for group in self.groups:
             if any(name in (p, layer_name(p)) for p in group.producers):
                 return group

@@ -100,6 +100,8 @@ def split(ctx: NodeContext) -> None:
     if source is None:
         return
     shape = ctx.in_shape(0)
+    if shape is None:
+        raise Unhandled("Split input rank is unknown")
     axis = int(ctx.attr("axis", 0)) % len(shape)
     if axis != source.axis:
         ctx.member(Role.THROUGH, source.atoms)
@@ -123,7 +125,11 @@ def slice_(ctx: NodeContext) -> None:
     source = ctx.slot(0)
     if source is None:
         return
+    if ctx.in_shape(0) is None:
+        raise Unhandled("Slice input rank is unknown")
     rank = len(ctx.in_shape(0))
+    if not ctx.has_input(1):
+        raise Unhandled("Slice before opset 10 (bounds as attributes) is not supported")
     values = [ctx.const(i) for i in range(1, 5)]
     if any(v is None for v, i in zip(values, range(1, 5)) if ctx.has_input(i)):
         raise Unhandled("Slice bounds are computed at run time")

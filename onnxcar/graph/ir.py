@@ -42,11 +42,18 @@ def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _name_nodes(graph: gs.Graph) -> None:
-    seen: set[str] = set()
+    """Gives every unnamed or duplicate-named node a unique, deterministic name."""
+    seen = {node.name for node in graph.nodes if node.name}
+    named: set[str] = set()
     for index, node in enumerate(graph.nodes):
-        if not node.name or node.name in seen:
-            node.name = f"{node.op}_{index}" if f"{node.op}_{index}" not in seen else f"{node.op}_{index}_{id(node)}"
-        seen.add(node.name)
+        if not node.name or node.name in named:
+            candidate, suffix = f"{node.op}_{index}", 0
+            while candidate in seen:
+                suffix += 1
+                candidate = f"{node.op}_{index}_{suffix}"
+            node.name = candidate
+            seen.add(candidate)
+        named.add(node.name)
 
 
 def _first_line(err: Exception) -> str:
