@@ -9,6 +9,7 @@ pruned model's top-1 on the test set, and prints a Markdown table. The pruning-s
 
 import argparse
 import json
+import pathlib
 import time
 
 from onnxcar.data import DataSpec, Preprocess, load_dataset
@@ -16,7 +17,7 @@ from onnxcar.graph import analyze
 from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import evaluate, make_batch
 from onnxcar.importance.evaluator import Task
-from onnxcar.io import load_model
+from onnxcar.io import load_model, save_model
 from onnxcar.prune.config import PruneConfig, Target
 from onnxcar.prune.driver import prune
 from onnxcar.runners.config import RunnerConfig
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--criteria", default=",".join(CRITERIA))
     parser.add_argument("--per-iter", type=int, default=1)
     parser.add_argument("--out", default="samples/car_vs_baselines.json")
+    parser.add_argument("--save-dir", help="also write each pruned model here as <layer>_<criterion>.onnx")
     args = parser.parse_args()
 
     model = load_model(args.model)
@@ -55,6 +57,8 @@ def main() -> None:
             run = PruneConfig(criterion, Target(ratio=args.ratio), (layer,), args.per_iter)
             result = prune(analyze(model), run, make_importance(criterion, scorer), scorer=scorer)
             top1 = evaluate(result.model, test_set, task, config)["top1"]
+            if args.save_dir:
+                save_model(result.model, pathlib.Path(args.save_dir) / f"{layer}_{criterion}.onnx", force=True)
             summary = result.summary()
             results["runs"].append({"layer": layer, "criterion": criterion, "test_top1": top1,
                                     "removed": len(result.removals), "curve": summary["curves"][layer],

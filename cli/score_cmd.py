@@ -7,7 +7,6 @@ from rich.table import Table
 from onnxcar.cli.options import data_options, runner_options, task_option
 from onnxcar.data import load_dataset
 from onnxcar.graph import analyze
-from onnxcar.graph.analysis import layer_name
 from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
@@ -41,9 +40,9 @@ def score_command(model, layer, data_spec, runner, task, random_seed, as_json):
     filters = [{"index": i, **{name: float(columns[name][i]) for name in criteria}} for i in range(group.size)]
     base_key = "base_top1" if task.higher_is_better else "base_mse"
     if as_json:
-        click.echo(dumps({"layer": layer_name(group.producers[0]), base_key: base, "filters": filters}))
+        click.echo(dumps({"layer": analysis.layer_name(group.producers[0]), base_key: base, "filters": filters}))
         return
-    table = Table(title=f"{layer_name(group.producers[0])}: {group.size} filters, {base_key} {base:.4f}")
+    table = Table(title=f"{analysis.layer_name(group.producers[0])}: {group.size} filters, {base_key} {base:.4f}")
     table.add_column("index", justify="right")
     for name in criteria:
         table.add_column(name, justify="right")

@@ -4,7 +4,7 @@ import json
 import os
 import pathlib
 
-from onnxcar.graph.analysis import Analysis, layer_name
+from onnxcar.graph.analysis import Analysis
 from onnxcar.graph.cost import plan_cost
 from onnxcar.surgery.plan import Plan
 
@@ -18,7 +18,7 @@ def inspect_report(analysis: Analysis) -> dict:
         groups.append(
             {
                 "id": group.id,
-                "layers": [layer_name(p) for p in group.producers],
+                "layers": [analysis.layer_name(p) for p in group.producers],
                 "channels": group.size,
                 "prunable": group.prunable,
                 "reason": "; ".join(group.reasons) or None,

@@ -92,21 +92,33 @@ class Analysis:
         gone = np.fromiter(removed, dtype=np.int64, count=len(removed))
         return not any(np.isin(self.root[slot.atoms], gone).all() for slot in self.tracer.slots.values())
 
+    def layer_name(self, node_name: str) -> str:
+        """The short name of the layer ``node_name`` (see :func:`layer_name`)."""
+        return layer_name(self._nodes[node_name])
+
     def group(self, name: str) -> Group:
         """The group a layer name selects: a producer node name, or its short layer name."""
         for group in self.groups:
-            if any(name in (p, layer_name(p)) for p in group.producers):
+            if any(name in (p, self.layer_name(p)) for p in group.producers):
                 return group
-        known = ", ".join(layer_name(p) for g in self.groups for p in g.producers[:1])
+        known = ", ".join(self.layer_name(g.producers[0]) for g in self.groups)
         raise OnnxcarError(f"no layer named {name!r}; layers: {known}")
 
+    def __post_init__(self) -> None:
+        self._nodes = {node.name: node for node in self.graph.nodes}
 
-def layer_name(node_name: str) -> str:
-    """The short name of a node: ``/features/conv1/Conv`` becomes ``features/conv1``."""
-    parts = [p for p in node_name.split("/") if p]
-    if len(parts) > 1 and parts[-1].split("_")[0] in _OP_SUFFIXES:
-        parts = parts[:-1]
-    return "/".join(parts) or node_name
+
+def layer_name(node: gs.Node) -> str:
+    """A short name for a layer: ``/features/conv1/Conv`` gives ``features/conv1``; an exporter's
+    generic node name (``node_Conv_12``) gives way to its weight's name (``features.0.weight``
+    gives ``features.0``)."""
+    parts = [p for p in node.name.split("/") if p]
+    if len(parts) > 1:
+        return "/".join(parts[:-1] if parts[-1].split("_")[0] in _OP_SUFFIXES else parts)
+    weight = node.inputs[1].name if len(node.inputs) > 1 else ""
+    if weight.endswith(".weight") and not weight.startswith("onnx::"):
+        return weight[: -len(".weight")]
+    return node.name
 
 
 _OP_SUFFIXES = {"Conv", "Gemm", "MatMul", "ConvTranspose"}

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 
 from onnxcar.errors import OnnxcarError
-from onnxcar.graph.analysis import Analysis, Group, layer_name
+from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.cost import Cost, plan_cost
 from onnxcar.importance.base import Importance
 from onnxcar.importance.data import DataScorer
@@ -73,7 +73,7 @@ def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:
     groups = list(dict.fromkeys(analysis.group(name) for name in layers))
     for group in groups:
         if not group.prunable:
-            raise OnnxcarError(f"layer {layer_name(group.producers[0])} cannot be pruned: {group.reasons[0]}")
+            raise OnnxcarError(f"layer {analysis.layer_name(group.producers[0])} cannot be pruned: {group.reasons[0]}")
     return groups
 
 
@@ -108,7 +108,7 @@ def greedy(
     the loop stops before a removal that would exceed the budget.
     """
     done = 0
-    name = layer_name(group.producers[0])
+    name = analysis.layer_name(group.producers[0])
     while done < removals:
         scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
         alive = np.array([int(c) not in removed for c in group.channels])
