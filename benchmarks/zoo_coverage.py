@@ -4,7 +4,7 @@ For every test-zoo model (exported and classic) it prints the Conv layers whose 
 prunable, the prunable groups, and the seconds spent analysing the graph and removing half
 of every prunable group. Run from the repository root:
 
-    python benchmarks/zoo_coverage.py [--classic]
+    PYTHONPATH=. python benchmarks/zoo_coverage.py [--classic]
 """
 
 import argparse

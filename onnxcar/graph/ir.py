@@ -2,8 +2,11 @@
 
 import onnx
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxcar.errors import OnnxcarError
+
+G_LOGGER.severity = G_LOGGER.ERROR  # its warnings and notes would interleave with onnxcar's output
 
 
 def import_graph(model: onnx.ModelProto) -> gs.Graph:
