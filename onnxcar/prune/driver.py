@@ -47,7 +47,7 @@ class PruneResult:
     def summary(self) -> dict:
         curves: dict[str, list] = {}
         metric = self.original_metric
-        for removal in self.removals:
+        for removal in self.removals if metric is not None else ():  # curves need data
             curve = curves.setdefault(removal.layer, [[0, metric]])
             curve.append([len(curve), removal.metric])
             metric = removal.metric
