@@ -479,8 +479,10 @@ def main(argv=None) -> int:
     test_x, test_y = data["test_images"], data["test_labels"]
     full_prune = cache / "cifar10_prune_5000.npz"
     full_test = cache / "cifar10_test_10000.npz"
+    full_train = cache / "cifar10_train_45000.npz"  # the fine-tuning data of samples/README.md
     np.savez_compressed(full_prune, images=prune_x, labels=prune_y, train_indices=held_idx)
     np.savez_compressed(full_test, images=test_x, labels=test_y)
+    np.savez(full_train, images=data["train_images"][train_idx], labels=data["train_labels"][train_idx].astype(np.int64))
     log(f"full pruning set: {full_prune}")
     log(f"full test set:    {full_test}")
 
