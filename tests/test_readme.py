@@ -31,7 +31,7 @@ def test_readme_main_command_runs_on_the_sample(tmp_path):
     (tmp_path / "samples").symlink_to(ROOT / "samples")
     args = shlex.split(FIRST_BLOCK[1])
     script = pathlib.Path(sys.executable).with_name("onnxcar")
-    command = [str(script) if script.exists() else "onnxcar", *args[1:], "-q"]
+    command = [str(script) if script.exists() else "onnxcar", "-q", *args[1:]]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ})
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "pruned.json").read_text())
