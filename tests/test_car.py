@@ -12,7 +12,42 @@ from onnxcar.surgery import make_plan, remove_channels
 from onnxcar.surgery.verify import random_feeds
 from tests.zoo import exported, handbuilt
 
+def _dynamic_view_model():
+    """Flatten and an SE gate written with ``x.view(x.size(0), ...)``: shape arithmetic crosses the cut."""
+    import io
+    import warnings
+
+    import onnx
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.se1, self.se2 = nn.Linear(8, 4), nn.Linear(4, 8)
+            self.fc = nn.Linear(8 * 4 * 4, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.conv1(x))
+            b, c = x.size(0), x.size(1)
+            gate = torch.sigmoid(self.se2(torch.relu(self.se1(x.mean((2, 3)).view(b, c)))))
+            x = torch.relu(self.conv2(x * gate.view(b, c, 1, 1)))
+            x = nn.functional.max_pool2d(x, 2)
+            return self.fc(x.view(x.size(0), -1))
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.randn(2, 3, 8, 8),), buffer, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    return onnx.load_from_string(buffer.getvalue())
+
+
 MODELS = {
+    "dynamic_view": _dynamic_view_model,
     "residual": lambda: exported.export("resnet_blocks", exporter="torchscript", fold_bn=False),
     "se": lambda: exported.export("mobilenet_se", exporter="torchscript", fold_bn=True),
     "dense": lambda: exported.export("densenet_block", exporter="dynamo", fold_bn=True),

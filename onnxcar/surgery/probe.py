@@ -64,7 +64,12 @@ def build_probe(plan: Plan, group: Group, *, linear: bool = True) -> Probe:
             masked[source.name] = _apply_mask(graph, source, slot.axis, index, extended)
             sources.append((source.name, slot.axis, index))
         node.inputs[0] = masked[source.name]
-    use_linear = linear and len(consumers) == 1 and linear_consumer(nodes[consumers[0]], sources[0][2], group.size)
+    use_linear = (
+        linear
+        and len(consumers) == 1
+        and len(graph.tensors()[sources[0][0]].outputs) == 1  # only the mask reads it: it may stay untiled
+        and linear_consumer(nodes[consumers[0]], sources[0][2], group.size)
+    )
     if use_linear:
         candidates = gs.Variable(CANDIDATE_INPUT, dtype=np.int64, shape=["M"])
         rewrite_linear(graph, nodes[consumers[0]], sources[0][2], candidates)
@@ -102,19 +107,13 @@ def _apply_mask(graph: gs.Graph, source: gs.Tensor, axis: int, index: np.ndarray
 
 def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: int, sources, linear: bool) -> Probe:
     graph.toposort()
-    downstream = _downstream(graph, mask)
+    downstream = _suffix_nodes(graph, mask)
     produced = {t.name for node in graph.nodes if node.name in downstream for t in node.outputs}
     inputs = {t.name for t in graph.inputs}
+    read = [t for node in graph.nodes if node.name in downstream for t in node.inputs] + list(graph.outputs)
     cut, passthrough, seen = [], [], set()
-    for node in graph.nodes:
-        if node.name not in downstream:
-            continue
-        for tensor in node.inputs:
-            if isinstance(tensor, gs.Variable) and tensor.name not in produced and tensor.name not in (MASK_INPUT, CANDIDATE_INPUT) and tensor.name not in seen:
-                seen.add(tensor.name)
-                (passthrough if tensor.name in inputs else cut).append(tensor)
-    for tensor in graph.outputs:
-        if tensor.name not in produced and tensor.name not in seen:
+    for tensor in read:
+        if isinstance(tensor, gs.Variable) and tensor.name not in produced | seen | {MASK_INPUT, CANDIDATE_INPUT}:
             seen.add(tensor.name)
             (passthrough if tensor.name in inputs else cut).append(tensor)
     outputs = list(graph.outputs)
@@ -143,12 +142,29 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
     return Probe(prefix_model, suffix_model, *names, channels, sources, linear)
 
 
-def _downstream(graph: gs.Graph, mask: gs.Variable) -> set[str]:
-    """Names of the nodes whose output depends on the mask or the candidates."""
+def _suffix_nodes(graph: gs.Graph, mask: gs.Variable) -> set[str]:
+    """Names of the nodes the suffix runs: those that depend on the mask or the candidates, and
+    the shape computations (Shape, Gather, Concat...) that feed them, which must see the suffix's rows."""
     tainted = {mask.name, CANDIDATE_INPUT}
     names = set()
     for node in graph.nodes:  # topological order
         if any(t.name in tainted for t in node.inputs):
             names.add(node.name)
             tainted.update(t.name for t in node.outputs)
+    inputs = {t.name for t in graph.inputs}
+    pending = [t for n in graph.nodes if n.name in names for t in n.inputs]
+    while pending:
+        tensor = pending.pop()
+        if isinstance(tensor, gs.Variable) and tensor.inputs and tensor.name not in inputs and not _batch_major(tensor):
+            producer = tensor.inputs[0]
+            if producer.name not in names:
+                names.add(producer.name)
+                pending.extend(producer.inputs)
     return names
+
+
+def _batch_major(tensor: gs.Variable) -> bool:
+    """True for an activation with the batch first; False for shape arithmetic."""
+    shape = tensor.shape
+    floating = tensor.dtype is not None and np.issubdtype(np.dtype(tensor.dtype), np.floating)
+    return floating and shape is not None and (len(shape) >= 2 or (len(shape) == 1 and not isinstance(shape[0], int)))
