@@ -238,7 +238,7 @@ def save_model(
     try:
         if model.ByteSize() > EXTERNAL_DATA_THRESHOLD:
             model = _save_weights(model, out, force)
-        _atomic_write(out, lambda f: _serialize(model, f))
+        atomic_write(out, lambda f: _serialize(model, f))
     except OSError as err:
         raise OnnxcarError(f"cannot write {out}: {err.strerror or err}") from err
     return out
@@ -257,7 +257,7 @@ def _save_weights(model: onnx.ModelProto, out: pathlib.Path, force: bool) -> onn
                 f.write(tensor.raw_data)
                 tensor.ClearField("raw_data")
 
-    _atomic_write(data_path, write)
+    atomic_write(data_path, write)
     return light
 
 
@@ -265,7 +265,7 @@ def _serialize(model: onnx.ModelProto, f: BinaryIO) -> None:
     f.write(model.SerializeToString())
 
 
-def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> None:
     """Runs ``write`` on a temporary file next to ``path``, fsyncs it, then renames it over ``path``."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

@@ -1,11 +1,11 @@
 """JSON reports: what commands print with ``--json`` and write beside their outputs."""
 
 import json
-import os
 import pathlib
 
 from onnxcar.graph.analysis import Analysis
 from onnxcar.graph.cost import plan_cost
+from onnxcar.io import atomic_write
 from onnxcar.surgery.plan import Plan
 
 
@@ -36,9 +36,7 @@ def _share(part: int, whole: int) -> float:
 
 def write_json(data: dict, path: pathlib.Path) -> None:
     """Writes ``data`` as JSON atomically, with sorted keys so equal runs give equal bytes."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    atomic_write(path, lambda f: f.write((dumps(data) + "\n").encode()))
 
 
 def dumps(data: dict) -> str:

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import onnx
@@ -11,6 +10,7 @@ import torch
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.data import Dataset
 from onnxcar.errors import OnnxcarError
+from onnxcar.io import atomic_write
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -32,9 +32,7 @@ def fingerprint(model: onnx.ModelProto, teacher: onnx.ModelProto | None, train: 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Writes ``state`` to a temporary file, then renames it over ``path``: a crash leaves the old one whole."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path, run_id: str) -> dict:
