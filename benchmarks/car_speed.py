@@ -1,11 +1,14 @@
 """CAR scoring speed: the naive method against the engine, in one process, on the same data.
 
-The naive method builds every candidate's pruned model and an onnxruntime session for it,
-then runs it over the whole pruning set. The engine caches the prefix activations and runs
-batches of candidates through the suffix with per-sample channel masks. Both run the same
-greedy iterations; the script checks they pick the same filters and prints the ratios.
+The naive method builds every candidate's pruned model and a runner (an onnxruntime session,
+or a torch module with --runner torch) for it, then runs it over the whole pruning set. The engine caches the prefix activations and runs
+batches of candidates through the suffix with per-sample channel masks; "exhaustive" scores
+every candidate on every image, "engine" (what `onnxcar prune` runs) stops early on the
+candidates that can no longer be the least harmful (see onnxcar.importance.search). All three
+run the same greedy iterations; the script checks they pick the same filters and prints the ratios.
 
     python benchmarks/car_speed.py [--model samples/alexnet_cifar10.onnx] [--data samples/cifar10_prune_1000.npz]
+                                   [--runner ort|torch] [--device cpu|cuda]
 """
 
 import argparse
@@ -21,34 +24,34 @@ from onnxcar.importance.data import DataScorer, ReductionIndex
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
 from onnxcar.prune.driver import greedy
-from onnxcar.runners.config import RunnerConfig
+from onnxcar.runners import RunnerConfig, make_runner
 from onnxcar.runners.ort import OrtRunner
 from onnxcar.surgery import make_plan, remove_channels
 
-ORT_SECONDS = [0.0]
+RUNNER = {"seconds": 0.0, "rows": 0}
 
 
 @contextmanager
-def timed_onnxruntime():
-    """Adds the wall time spent inside OrtRunner.run to ORT_SECONDS."""
-    original = OrtRunner.run
+def timed_runner(runner_class):
+    """Adds the wall time spent inside ``runner_class.run``, and the output rows it made, to RUNNER."""
+    original = runner_class.run
 
     def run(self, *args, **kwargs):
         start = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            ORT_SECONDS[0] += time.perf_counter() - start
+        outputs = original(self, *args, **kwargs)
+        RUNNER["seconds"] += time.perf_counter() - start
+        RUNNER["rows"] += len(outputs[0])
+        return outputs
 
-    OrtRunner.run = run
+    runner_class.run = run
     try:
         yield
     finally:
-        OrtRunner.run = original
+        runner_class.run = original
 
 
 def naive_greedy(analysis, group, batch, iterations, config):
-    """Greedy CAR the plain way: a pruned model and a session per candidate."""
+    """Greedy CAR the plain way: a pruned model and a runner per candidate."""
     (name, images), = batch.inputs.items()
     removed, picks = frozenset(), []
     for _ in range(iterations):
@@ -57,7 +60,7 @@ def naive_greedy(analysis, group, batch, iterations, config):
             if int(group.channels[i]) in removed:
                 continue
             model = remove_channels(make_plan(analysis, removed | group.channel_ids([i])))
-            with OrtRunner(model, config) as runner:
+            with make_runner(model, config) as runner:
                 outputs = [runner.run({name: images[s : s + config.batch_size]})[0] for s in range(0, len(images), config.batch_size)]
             accuracies[i] = np.mean(np.concatenate(outputs).argmax(axis=1) == batch.targets)
         best = int(np.lexsort((np.arange(group.size), -accuracies))[0])
@@ -66,20 +69,31 @@ def naive_greedy(analysis, group, batch, iterations, config):
     return picks
 
 
-def engine_greedy(analysis, group, batch, iterations, config):
+class Exhaustive:
+    """CAR without early stopping: every candidate's exact score, every iteration."""
+
+    def __init__(self, index: ReductionIndex):
+        self.index, self.name = index, index.name
+
+    def __call__(self, analysis, group, removed):
+        return self.index(analysis, group, removed)
+
+
+def engine_greedy(analysis, group, batch, iterations, config, *, exhaustive=False):
     scorer = DataScorer(batch, Task(), config)
-    picks = [r.channel for r in greedy(analysis, group, ReductionIndex(scorer), iterations)]
+    index = Exhaustive(ReductionIndex(scorer)) if exhaustive else ReductionIndex(scorer)
+    picks = [r.channel for r in greedy(analysis, group, index, iterations)]
     scorer.close()
     return picks
 
 
 def measure(label, run, candidates):
-    ORT_SECONDS[0] = 0.0
+    RUNNER.update(seconds=0.0, rows=0)
     start = time.perf_counter()
     picks = run()
     seconds = time.perf_counter() - start
-    print(f"  {label:7s} {seconds:8.2f} s  {candidates / seconds:12,.0f} image-candidates/s  "
-          f"onnxruntime {ORT_SECONDS[0] / seconds:5.1%} of the time")
+    print(f"  {label:10s} {seconds:8.2f} s  {candidates / seconds:12,.0f} image-candidates/s  "
+          f"runner {RUNNER['seconds'] / seconds:5.1%} of the time, {RUNNER['rows']:,} rows")
     return picks, seconds
 
 
@@ -92,24 +106,36 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--layers", default="conv1,conv2")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--runner", choices=["ort", "torch"], default="ort")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
 
     model = load_model(args.model)
-    config = RunnerConfig(device="cpu", batch_size=args.batch_size)
+    config = RunnerConfig(device=args.device, batch_size=args.batch_size, runner=args.runner)
+    if args.runner == "torch":
+        from onnxcar.runners.torch_runner import TorchRunner as runner_class
+    else:
+        runner_class = OrtRunner
     spec = DataSpec(args.data, preprocess=Preprocess.preset(args.preprocess), limit=args.images)
     batch = make_batch(model, load_dataset(spec), Task(), config)
     analysis = analyze(model)
     count = len(batch.targets)
-    with timed_onnxruntime():
+    print(f"runner {args.runner} on {args.device}, batch size {args.batch_size}")
+    with timed_runner(runner_class):
         for layer in args.layers.split(","):
             group = analysis.group(layer)
             candidates = count * sum(group.size - k for k in range(args.iterations))
             print(f"{layer}: {group.size} filters, {count} images, {args.iterations} greedy iterations")
             naive, naive_s = measure("naive", lambda: naive_greedy(analysis, group, batch, args.iterations, config), candidates)
+            full, full_s = measure(
+                "exhaustive", lambda: engine_greedy(analysis, group, batch, args.iterations, config, exhaustive=True), candidates
+            )
             fast, fast_s = measure("engine", lambda: engine_greedy(analysis, group, batch, args.iterations, config), candidates)
-            if naive != fast:
-                raise SystemExit(f"  the engine picked {fast}, the naive method {naive}")
-            print(f"  same filters picked: {fast}\n  speed ratio (naive / engine): {naive_s / fast_s:.2f}x")
+            if not naive == full == fast:
+                raise SystemExit(f"  picks differ: naive {naive}, exhaustive {full}, engine {fast}")
+            print(f"  same filters picked: {fast}")
+            print(f"  speed ratio naive / engine: {naive_s / fast_s:.2f}x "
+                  f"(naive / exhaustive {naive_s / full_s:.2f}x, exhaustive / engine {full_s / fast_s:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,28 @@
-"""The fast CAR engine gives exactly the naive method's per-image predictions."""
+"""The fast CAR engine gives exactly the naive method's per-image predictions, and its early
+stopping gives exactly the exhaustive greedy choice."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from onnxcar.data import DataSpec, Preprocess, load_dataset
 from onnxcar.graph import analyze
+from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex
 from onnxcar.importance.evaluator import Task
+from onnxcar.io import load_model
+from onnxcar.importance.search import least_loss
+from onnxcar.prune.driver import greedy
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners.ort import OrtRunner
 from onnxcar.surgery import make_plan, remove_channels
 from onnxcar.surgery.verify import random_feeds
+from tests.conftest import Exhaustive
 from tests.zoo import exported, handbuilt
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
 
 def _dynamic_view_model():
     """Flatten and an SE gate written with ``x.view(x.size(0), ...)``: shape arithmetic crosses the cut."""
@@ -76,7 +88,7 @@ def test_fast_outcomes_equal_naive_predictions(name, linear):
     linear_seen = []
     for group in [g for g in analysis.groups if g.prunable][:4]:
         already = group.channel_ids(rng.choice(group.size, group.size // 3, replace=False))
-        evaluator = scorer.evaluator(analysis, group, frozenset(already))
+        evaluator = scorer.evaluator(analysis, group, frozenset(already), rank_one=True)
         linear_seen.append(evaluator.probe.linear)
         candidates = [i for i in range(group.size) if int(group.channels[i]) not in already][:5]
         current = np.array([int(c) not in already for c in group.channels], np.float32)
@@ -101,3 +113,113 @@ def test_car_scores_are_accuracy_drops():
         accuracy = np.mean(_naive_predictions(model, inputs, group.channel_ids([i])) == labels)
         assert scores[i] == pytest.approx(1.0 - accuracy)
     scorer.close()
+
+
+# ----------------------------------------------------------------------------- early stopping (importance.search)
+
+
+def _labelled(model, samples, seed):
+    inputs = random_feeds(model, samples, seed=seed)
+    with OrtRunner(model) as runner:
+        logits = runner.run(inputs)[0].reshape(samples, -1)
+    labels = logits.argmax(axis=1)
+    labels[::4] = (labels[::4] + 1) % logits.shape[1]
+    return inputs, labels
+
+
+def test_hardest_first_orders_by_margin_and_by_error():
+    logits = np.array([[3.0, 1.0], [0.5, 2.0], [1.0, 1.2], [5.0, 0.0], [2.0, 1.9]])
+    labels = np.array([0, 0, 1, 0, 0])  # margins 2, -1.5, 0.2, 5, 0.1
+    assert Task().hardest_first(logits, labels).tolist() == [1, 4, 2, 0, 3]
+    outputs, targets = np.array([[1.0], [4.0], [2.0]]), np.array([[1.0], [1.0], [1.5]])
+    assert Task("regression").hardest_first(outputs, targets).tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("name", ["residual", "se", "flatten", "split"])
+def test_least_loss_equals_exhaustive_ranking(name, task):
+    model = MODELS[name]()
+    analysis = analyze(model)
+    inputs, labels = _labelled(model, 160, seed=3)
+    task = Task(task)
+    if not task.higher_is_better:
+        with OrtRunner(model) as runner:
+            labels = runner.run(inputs)[0] + np.random.default_rng(4).normal(0, 0.5, (160, 1)).astype(np.float32)
+    scorer = DataScorer(Batch(inputs, labels), task, RunnerConfig(batch_size=64))
+    for group in [g for g in analysis.groups if g.prunable][:3]:
+        removed = frozenset(group.channel_ids([0]))
+        current = scorer.mask_row(group, removed)
+        candidates = np.flatnonzero(current)
+        evaluator = scorer.evaluator(analysis, group, removed, rank_one=False)
+        truth = evaluator.outcomes(current, candidates).mean(axis=1)
+        losses = truth if not task.higher_is_better else 1 - truth
+        for count in (1, 3):
+            ranking = least_loss(evaluator, current, candidates, count)
+            least = np.lexsort((np.arange(len(candidates)), losses))[:count]
+            assert ranking.exact[least].all()
+            np.testing.assert_array_equal(ranking.metrics[ranking.exact], truth[ranking.exact])
+            optimistic = ranking.metrics >= truth if task.higher_is_better else ranking.metrics <= truth
+            assert optimistic.all()
+            assert ranking.current == evaluator.outcomes(current, [-1]).mean()
+    scorer.close()
+
+
+def test_least_loss_rules_out_most_candidates_early_on_the_sample():
+    model = load_model(SAMPLES / "alexnet_cifar10.onnx")
+    spec = DataSpec(SAMPLES / "cifar10_prune_1000.npz", preprocess=Preprocess.preset("cifar10"), limit=300)
+    batch = make_batch(model, load_dataset(spec), Task(), RunnerConfig())
+    analysis = analyze(model)
+    group = analysis.group("conv2")
+    scorer = DataScorer(batch, Task())
+    current = scorer.mask_row(group, frozenset())
+    evaluator = scorer.evaluator(analysis, group, frozenset(), rank_one=False)
+    seen = []
+    original = evaluator.outcomes
+
+    def counted(current, candidates, samples=None):
+        seen.append(len(candidates) * (evaluator.count if samples is None else len(samples)))
+        return original(current, candidates, samples)
+
+    evaluator.outcomes = counted
+    ranking = least_loss(evaluator, current, np.arange(group.size), 1)
+    scorer.close()
+    assert ranking.exact.sum() < group.size // 4
+    assert sum(seen) < 0.5 * group.size * evaluator.count  # under half the exhaustive image-candidates
+
+
+@pytest.mark.parametrize("per_iter", [1, 3])
+@pytest.mark.parametrize("name, layer", [("residual", None), ("split", "conv_a"), ("dense", None)])
+def test_greedy_with_early_stopping_equals_exhaustive_greedy(name, layer, per_iter):
+    model = MODELS[name]()
+    analysis = analyze(model)
+    group = analysis.group(layer) if layer else next(g for g in analysis.groups if g.prunable)
+    inputs, labels = _labelled(model, 96, seed=5)
+    runs = []
+    for wrap in (lambda index: index, Exhaustive):
+        scorer = DataScorer(Batch(inputs, labels), Task(), RunnerConfig(batch_size=64))
+        runs.append(list(greedy(analysis, group, wrap(ReductionIndex(scorer)), group.size - 1, per_iter=per_iter,
+                                scorer=scorer)))
+        scorer.close()
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == group.size - 1 - (name == "split")  # split: each part keeps a channel
+
+
+def test_greedy_ranks_exactly_when_a_pick_would_rest_on_a_bound():
+    """The least-scored channel would empty a tensor and the next score is only a bound."""
+    analysis = analyze(MODELS["split"]())
+    group = analysis.group("conv_a")  # 10 channels, split 4 | 6
+    removed = frozenset(group.channel_ids([0, 1, 2]))  # channel 3 is the first part's last
+
+    class Bounded:
+        name, calls = "stub", 0
+
+        def __call__(self, analysis, group, removed):
+            self.calls += 1
+            return np.array([np.inf] * 3 + [0.0, 5.0, 4.0, 3.0, 2.0, 1.0, 6.0])
+
+        def lowest(self, analysis, group, removed, count):
+            return np.array([np.inf] * 3 + [0.0] + [0.5] * 6), np.array([True] * 4 + [False] * 6)
+
+    stub = Bounded()
+    picks = [r.channel for r in greedy(analysis, group, stub, 2, per_iter=2, removed=removed)]
+    assert picks == [8, 7] and stub.calls == 1

@@ -1,6 +1,7 @@
 """The torch runner: OrtRunner's predictions and CAR scores, by --runner torch, and its precisions."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,17 +11,23 @@ from click.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from onnxcar.cli.main import main  # noqa: E402
+from onnxcar.data import DataSpec, Preprocess, load_dataset  # noqa: E402
 from onnxcar.errors import OnnxcarError  # noqa: E402
 from onnxcar.graph import analyze  # noqa: E402
+from onnxcar.importance.batch import make_batch  # noqa: E402
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex  # noqa: E402
 from onnxcar.importance.evaluator import Task  # noqa: E402
+from onnxcar.io import load_model  # noqa: E402
+from onnxcar.prune.driver import greedy  # noqa: E402
 from onnxcar.runners import make_runner  # noqa: E402
 from onnxcar.runners.config import RunnerConfig  # noqa: E402
 from onnxcar.runners.ort import OrtRunner  # noqa: E402
 from onnxcar.runners.torch_runner import TorchRunner  # noqa: E402
 from onnxcar.surgery.verify import random_feeds  # noqa: E402
+from tests.conftest import Exhaustive  # noqa: E402
 from tests.zoo import exported, handbuilt  # noqa: E402
 
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 TORCH = RunnerConfig(runner="torch")
 ZOO = {f"exported/{n}": (lambda n=n: exported.export(n, exporter="torchscript", fold_bn=True)) for n in exported.NAMES}
 ZOO.update({f"handbuilt/{n}": build for n, build in handbuilt.CASES.items()})
@@ -129,3 +136,27 @@ def test_cli_precision_without_the_torch_runner_is_a_one_line_error(tmp_path):
                                        "--precision", "fp16"])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == ["onnxcar: error: precision fp16 needs the torch runner (--runner torch)"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_car_on_cuda_picks_what_onnxruntime_on_cpu_picks():
+    """The sample's conv2, 300 images: greedy CAR with early stopping on CUDA, exhaustive CAR on
+    CUDA and greedy CAR on onnxruntime's CPU provider remove the same filters."""
+    model = load_model(SAMPLES / "alexnet_cifar10.onnx")
+    spec = DataSpec(SAMPLES / "cifar10_prune_1000.npz", preprocess=Preprocess.preset("cifar10"), limit=300)
+    batch = make_batch(model, load_dataset(spec), Task(), RunnerConfig())
+    analysis = analyze(model)
+    group = analysis.group("conv2")
+    runs = {}
+    for label, config, exhaustive in [
+        ("ort-cpu", RunnerConfig(device="cpu", batch_size=256), False),
+        ("torch-cuda", RunnerConfig(runner="torch", device="cuda", batch_size=1024), False),
+        ("torch-cuda-exhaustive", RunnerConfig(runner="torch", device="cuda", batch_size=1024), True),
+    ]:
+        scorer = DataScorer(batch, Task(), config)
+        index = Exhaustive(ReductionIndex(scorer)) if exhaustive else ReductionIndex(scorer)
+        runs[label] = [(r.channel, r.metric) for r in greedy(analysis, group, index, 4, scorer=scorer)]
+        scorer.close()
+    assert runs["torch-cuda"] == runs["torch-cuda-exhaustive"]
+    assert [c for c, _ in runs["torch-cuda"]] == [c for c, _ in runs["ort-cpu"]]
+    np.testing.assert_allclose([m for _, m in runs["torch-cuda"]], [m for _, m in runs["ort-cpu"]], atol=1 / 300)

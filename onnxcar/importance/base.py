@@ -1,6 +1,6 @@
 """The importance protocol: one score per channel of a group; low scores are pruned first."""
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -14,4 +14,14 @@ class Importance(Protocol):
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
         """Scores of every channel of ``group``, given channels already ``removed``."""
+        ...
+
+
+@runtime_checkable
+class BoundedImportance(Importance, Protocol):
+    """An importance that can find its lowest scores without computing every score exactly."""
+
+    def lowest(self, analysis: Analysis, group: Group, removed: frozenset[int], count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and a flag per channel: the ``count`` lowest (ties to the lowest index) are exact;
+        the others may be lower bounds, flagged False, and still rank after them."""
         ...

@@ -6,6 +6,7 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.importance.evaluator import ProbeEvaluator, Task
+from onnxcar.importance.search import least_loss
 from onnxcar.graph.ir import export_model
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
@@ -27,17 +28,27 @@ class DataScorer:
 
     def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig(), *, linear: bool = True):
         self.batch, self.task, self.config, self.linear = batch, task, config, linear
-        self._key = None
+        self._key, self._rank_one = None, None
         self._evaluator: ProbeEvaluator | None = None
+        self._known: dict[tuple[int, frozenset[int]], float] = {}
 
-    def evaluator(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> ProbeEvaluator:
-        """The evaluator of ``group`` with the channels of ``removed`` outside it masked out."""
+    def evaluator(
+        self, analysis: Analysis, group: Group, removed: frozenset[int], *, rank_one: bool | None = None
+    ) -> ProbeEvaluator:
+        """The evaluator of ``group`` with the channels of ``removed`` outside it masked out.
+
+        ``rank_one`` asks for the rank-1 suffix (True), which pays off when many candidates
+        share each call, or for the masked one (False); None takes the open evaluator as it is,
+        or opens a masked one. The scorer's ``linear=False`` rules the rank-1 suffix out.
+        """
         key = (id(analysis), group.id, removed.difference(group.channels.tolist()))
-        if key != self._key:
-            self.close()
-            probe = build_probe(Plan(analysis, removed), group, linear=self.linear)
-            self._evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config)
-            self._key = key
+        if key == self._key and rank_one in (None, self._rank_one):
+            return self._evaluator
+        self.close()
+        rank_one = bool(rank_one)
+        probe = build_probe(Plan(analysis, removed), group, linear=self.linear and rank_one)
+        self._evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config)
+        self._key, self._rank_one = key, rank_one
         return self._evaluator
 
     def mask_row(self, group: Group, removed: frozenset[int]) -> np.ndarray:
@@ -45,13 +56,20 @@ class DataScorer:
 
     def metric(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> float:
         """Accuracy (or MSE) of the model with ``removed`` gone."""
-        return float(self.evaluator(analysis, group, removed).metric(self.mask_row(group, removed), [-1])[0])
+        if (id(analysis), removed) not in self._known:
+            value = self.evaluator(analysis, group, removed).metric(self.mask_row(group, removed), [-1])[0]
+            self.remember(analysis, removed, float(value))
+        return self._known[id(analysis), removed]
+
+    def remember(self, analysis: Analysis, removed: frozenset[int], metric: float) -> None:
+        """Records the metric of the model with ``removed`` gone, measured elsewhere."""
+        self._known[id(analysis), removed] = metric
 
     def without_each(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> tuple[float, np.ndarray]:
         """The current metric and the metric after also removing each channel (NaN where already gone)."""
         current = self.mask_row(group, removed)
         alive = np.flatnonzero(current)
-        metrics = self.evaluator(analysis, group, removed).metric(current, [-1, *alive])
+        metrics = self.evaluator(analysis, group, removed, rank_one=True).metric(current, [-1, *alive])
         after = np.full(group.size, np.nan)
         after[alive] = metrics[1:]
         return float(metrics[0]), after
@@ -59,7 +77,7 @@ class DataScorer:
     def close(self) -> None:
         if self._evaluator is not None:
             self._evaluator.close()
-        self._evaluator, self._key = None, None
+        self._evaluator, self._key, self._rank_one = None, None, None
 
 
 @dataclass
@@ -74,6 +92,22 @@ class ReductionIndex:
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
         current, after = self.scorer.without_each(analysis, group, removed)
+        return self._scores(current, after)
+
+    def lowest(self, analysis: Analysis, group: Group, removed: frozenset[int], count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores that are exact for the ``count`` lowest (ties to the lowest index) and lower
+        bounds elsewhere, flagged by the second array; see ``importance.search``."""
+        current = self.scorer.mask_row(group, removed)
+        alive = np.flatnonzero(current)
+        evaluator = self.scorer.evaluator(analysis, group, removed, rank_one=False)  # few candidates share a call
+        ranking = least_loss(evaluator, current, alive, count)
+        after, exact = np.full(group.size, np.nan), np.ones(group.size, dtype=bool)
+        after[alive], exact[alive] = ranking.metrics, ranking.exact
+        for index in alive[ranking.exact]:
+            self.scorer.remember(analysis, removed | group.channel_ids([index]), float(after[index]))
+        return self._scores(ranking.current, after), exact
+
+    def _scores(self, current: float, after: np.ndarray) -> np.ndarray:
         scores = current - after if self.scorer.task.higher_is_better else after - current
         return np.where(np.isnan(scores), np.inf, scores)
 

@@ -27,6 +27,25 @@ class Task:
         diff = outputs.reshape(len(outputs), -1).astype(np.float64) - targets.reshape(len(targets), -1)
         return np.mean(diff * diff, axis=1)
 
+    def losses(self, outcomes: np.ndarray) -> np.ndarray:
+        """Per-sample losses, never negative: 1.0 for a wrong top-1, or the squared error."""
+        return 1.0 - outcomes if self.higher_is_better else outcomes
+
+    def metric_of_loss(self, total: np.ndarray, samples: int) -> np.ndarray:
+        """Accuracy or MSE from a summed loss over ``samples``."""
+        return (samples - total) / samples if self.higher_is_better else total / samples
+
+    def hardest_first(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Sample order, most likely to be lost first: misclassified and then by top-1 margin,
+        or by squared error."""
+        if not self.higher_is_better:
+            return np.argsort(-self.outcomes(outputs, targets), kind="stable")
+        logits = outputs.reshape(len(outputs), -1).astype(np.float64)
+        rows = np.arange(len(logits))
+        true = logits[rows, targets].copy()
+        logits[rows, targets] = -np.inf
+        return np.argsort(true - logits.max(axis=1), kind="stable")
+
 
 class ProbeEvaluator:
     """Runs the prefix once over the data, then scores channel-mask rows through the suffix."""
@@ -45,24 +64,34 @@ class ProbeEvaluator:
                 self.cache[name] = np.concatenate([chunk[j] for chunk in chunks])
         self.suffix = make_runner(probe.suffix, config)
 
-    def outcomes(self, current: np.ndarray, candidates) -> np.ndarray:
-        """Per-sample outcomes, shape [candidates, samples], of the model under mask ``current``
-        with each candidate channel also removed (-1: none)."""
+    def outputs(self, current: np.ndarray, candidates, samples: np.ndarray | None = None) -> np.ndarray:
+        """Model outputs, shape [candidates, samples, ...], under mask ``current`` with each
+        candidate channel also removed (-1: none), on every sample or on ``samples`` (indices)."""
+        return self._collect(current, candidates, samples, lambda output, targets: output)
+
+    def outcomes(self, current: np.ndarray, candidates, samples: np.ndarray | None = None) -> np.ndarray:
+        """Per-sample outcomes, shape [candidates, samples]; see ``outputs``."""
+        return self._collect(current, candidates, samples, self.task.outcomes)
+
+    def _collect(self, current, candidates, samples, reduce) -> np.ndarray:
+        """Runs the suffix in calls of at most ``batch_size`` rows and stacks ``reduce(output, targets)``."""
         current = np.asarray(current, dtype=np.float32).reshape(self.probe.channels)
         candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
-        count = len(candidates)
-        result = np.empty((count, self.count))
-        images = min(self.count, max(1, self.config.batch_size // count))
+        samples = np.arange(self.count) if samples is None else np.asarray(samples)
+        count, result = len(candidates), None
+        images = min(len(samples), max(1, self.config.batch_size // count))
         per_call = max(1, self.config.batch_size // images)
-        for start in range(0, self.count, images):
-            stop = min(start + images, self.count)
-            chunk = {name: value[start:stop] for name, value in self.cache.items()}
+        for start in range(0, len(samples), images):
+            rows = samples[start : start + images]
+            chunk = {name: value[rows] for name, value in self.cache.items()}
             for first in range(0, count, per_call):
                 block = candidates[first : first + per_call]
                 output = self.suffix.run(self._feeds(chunk, current, block))[0]
-                targets = np.concatenate([self.targets[start:stop]] * len(block))
-                outcome = self.task.outcomes(output, targets)
-                result[first : first + len(block), start:stop] = outcome.reshape(len(block), stop - start)
+                value = reduce(output, np.concatenate([self.targets[rows]] * len(block)))
+                value = value.reshape(len(block), len(rows), *value.shape[1:])
+                if result is None:
+                    result = np.empty((count, len(samples), *value.shape[2:]), value.dtype)
+                result[first : first + len(block), start : start + len(rows)] = value
         return result
 
     def _feeds(self, chunk: dict[str, np.ndarray], current: np.ndarray, block: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ import onnx
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.cost import Cost, plan_cost
-from onnxcar.importance.base import Importance
+from onnxcar.importance.base import BoundedImportance, Importance
 from onnxcar.importance.data import DataScorer
 from onnxcar.prune.config import PruneConfig
 from onnxcar.prune.journal import Journal
@@ -104,23 +104,22 @@ def greedy(
     """Removes up to ``removals`` channels of ``group``, the ``per_iter`` lowest-scored each iteration.
 
     Scores are recomputed after every iteration on the network pruned so far; ties go to
-    the lowest channel index. With a scorer, each removal records the metric it leaves, and
+    the lowest channel index. An importance that can find its lowest scores without computing
+    the others (CAR and RAR: see ``importance.search``) is asked for just those. With a scorer, each removal records the metric it leaves, and
     the loop stops before a removal that would exceed the budget.
     """
     done = 0
     name = analysis.layer_name(group.producers[0])
     while done < removals:
-        scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
-        alive = np.array([int(c) not in removed for c in group.channels])
-        picks, trial = [], removed
-        for index in np.lexsort((np.arange(group.size), scores)):  # lowest score, then lowest index
-            if len(picks) == min(per_iter, removals - done):
-                break
-            if alive[index] and analysis.feasible(trial | group.channel_ids([index])):
-                picks.append(int(index))
-                trial = trial | group.channel_ids([index])
+        wanted = min(per_iter, removals - done)
+        scores, exact = _lowest_scores(importance, analysis, group, removed, wanted)
+        picks = _pick(analysis, group, scores, exact, removed, wanted)
+        if picks is None:  # infeasible picks reached a bounded score: rank every channel exactly
+            scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
+            picks = _pick(analysis, group, scores, np.ones(group.size, dtype=bool), removed, wanted)
         if not picks:
             return  # every remaining channel is the last one of some tensor
+        trial = removed | group.channel_ids(picks)
         metric = scorer.metric(analysis, group, trial) if scorer is not None else None
         if budget.exceeded(metric):
             return
@@ -128,6 +127,36 @@ def greedy(
         for index in picks:
             done += 1
             yield Removal(group.id, name, index, float(scores[index]), metric)
+
+
+def _lowest_scores(
+    importance: Importance, analysis: Analysis, group: Group, removed: frozenset[int], count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores, exact at least for the ``count`` lowest, and which ones are exact."""
+    if isinstance(importance, BoundedImportance):
+        scores, exact = importance.lowest(analysis, group, removed, count)
+    else:
+        scores, exact = importance(analysis, group, removed), np.ones(group.size, dtype=bool)
+    return np.asarray(scores, dtype=np.float64), exact
+
+
+def _pick(
+    analysis: Analysis, group: Group, scores: np.ndarray, exact: np.ndarray, removed: frozenset[int], count: int
+) -> list[int] | None:
+    """The ``count`` lowest-scored live channels (ties to the lowest index) that leave every tensor
+    a channel; None when the choice would rest on an inexact score."""
+    picks, trial = [], removed
+    for index in np.lexsort((np.arange(group.size), scores)):
+        if len(picks) == count:
+            break
+        if int(group.channels[index]) in removed:
+            continue
+        if not exact[index]:
+            return None
+        if analysis.feasible(trial | group.channel_ids([index])):
+            picks.append(int(index))
+            trial = trial | group.channel_ids([index])
+    return picks
 
 
 def prune(
