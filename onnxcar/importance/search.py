@@ -3,8 +3,8 @@ running every candidate on every sample.
 
 Per-sample losses are never negative, so a candidate's loss summed over the samples it has
 seen is a lower bound on its total. Samples are visited hardest first for the current
-network (misclassified, then by smallest top-1 margin), where a removal's damage shows
-soonest. Best-first search: the candidate of least (bound, index) goes on to the next chunk
+network (misclassified, then by smallest top-1 margin; for regression, largest error first),
+where a removal's damage shows soonest. Best-first search: the candidate of least (bound, index) goes on to the next chunk
 of samples; once that candidate has seen every sample, its total is exact and no other
 candidate can end below it. Candidates at the same sample position with the same bound share
 one batch.
