@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from onnxcar.cli.options import data_options, output_options, runner_options, task_option
-from onnxcar.cli.progress import removal_progress
+from onnxcar.cli.progress import progress_bars
 from onnxcar.data import load_dataset
 from onnxcar.graph import analyze
 from onnxcar.importance import CRITERIA, DataScorer, make_importance
@@ -65,7 +65,15 @@ def prune_command(ctx, model, criterion, ratio, count, max_drop, layers, per_ite
     settings = {"config": config.to_dict(), "data": data_spec.to_dict() if data_spec else None, "task": task.kind}
     total = sum(config.target.removals(g.size) for g in check_run(analysis, config, scorer))
     journal = Journal(journal_path(output), fingerprint(onnx_model.SerializeToString(), settings), resume=resume, force=force)
-    with removal_progress(total, quiet=ctx.find_root().obj["quiet"] or as_json) as advance:
+    with progress_bars(quiet=ctx.find_root().obj["quiet"] or as_json) as progress:
+        done = 0
+
+        def advance(removal) -> None:
+            nonlocal done
+            done += 1
+            status = removal.layer if removal.metric is None else f"{removal.layer} metric {removal.metric:.4f}"
+            progress("pruning", done, total, status)
+
         result = prune(analysis, config, importance, scorer=scorer, journal=journal, on_removal=advance)
     save_model(result.model, output, force=force, source=model)
     report = {"model": str(model), "output": str(output), **settings, "task": task.kind, **result.summary()}
