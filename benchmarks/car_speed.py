@@ -23,7 +23,7 @@ from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import DataScorer, ReductionIndex
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
-from onnxcar.prune.driver import greedy
+from onnxcar.pruning.driver import greedy
 from onnxcar.runners import RunnerConfig, make_runner
 from onnxcar.runners.ort import OrtRunner
 from onnxcar.surgery import make_plan, remove_channels

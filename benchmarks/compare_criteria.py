@@ -18,8 +18,8 @@ from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import evaluate, make_batch
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model, save_model
-from onnxcar.prune.config import PruneConfig, Target
-from onnxcar.prune.driver import prune
+from onnxcar.pruning.config import PruneConfig, Target
+from onnxcar.pruning.driver import prune
 from onnxcar.runners.config import RunnerConfig
 
 CRITERIA = ("car", "l1", "l2", "mean-act", "apoz", "random")

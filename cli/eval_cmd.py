@@ -2,12 +2,9 @@
 
 import click
 
+import onnxcar
 from onnxcar.cli.options import data_options, runner_options, task_option
-from onnxcar.data import load_dataset
-from onnxcar.importance.batch import evaluate, make_batch
-from onnxcar.importance.evaluator import Task
-from onnxcar.io import load_model
-from onnxcar.report import dumps
+from onnxcar.cli.output import bars, emit_json, summary
 
 
 @click.command("eval")
@@ -18,13 +15,11 @@ from onnxcar.report import dumps
 @click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} (or "mse") as JSON.')
 def eval_command(model, data_spec, runner, task, as_json):
     """Top-1/top-5 accuracy (or MSE) of MODEL on --data."""
-    onnx_model = load_model(model)
-    task = Task(task)
-    batch = make_batch(onnx_model, load_dataset(data_spec), task, runner)
-    result = evaluate(onnx_model, batch, task, runner)
+    with bars(as_json) as progress:
+        result = onnxcar.evaluate(model, data_spec, task=task, runner=runner, progress=progress)
     if as_json:
-        click.echo(dumps(result))
-    elif task.kind == "regression":
-        click.echo(f"mse {result['mse']:.6g} on {result['n']} samples")
+        emit_json(result.to_dict())
+    elif task == "regression":
+        summary(f"mse {result.mse:.6g} on {result.n} samples")
     else:
-        click.echo(f"top-1 {result['top1']:.2%}  top-5 {result['top5']:.2%}  on {result['n']} images")
+        summary(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  on {result.n} images")

@@ -1,17 +1,16 @@
 """``onnxcar finetune``: train a (pruned) model's weights through the torch bridge and write them back."""
 
-import contextlib
 import dataclasses
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import onnxcar
 from onnxcar.bridge import require_torch
 from onnxcar.cli.options import data_options, output_options, task_option
-from onnxcar.data import load_dataset
+from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.errors import OnnxcarError
-from onnxcar.io import check_output_path, load_model, save_model
-from onnxcar.report import dumps, write_json
+from onnxcar.io import check_output_path, save_model
+from onnxcar.report import write_json
 
 
 @click.command("finetune")
@@ -37,8 +36,7 @@ from onnxcar.report import dumps, write_json
 @click.option("--resume", is_flag=True, help="Continue a killed run from its checkpoint (OUTPUT.ckpt).")
 @task_option
 @output_options
-@click.pass_context
-def finetune_command(ctx, model, data_spec, val_path, epochs, lr, batch_size, optimizer, schedule, weight_decay,
+def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimizer, schedule, weight_decay,
                      momentum, no_augment, keep_sparsity, teacher, distill_weight, temperature, device, resume, task,
                      output, force, as_json):
     """Fine-tune MODEL on --data and write the weights of its best epoch on --val to -o.
@@ -47,7 +45,7 @@ def finetune_command(ctx, model, data_spec, val_path, epochs, lr, batch_size, op
     well as --limit and --split; the same seed gives the same weights.
     """
     require_torch("onnxcar finetune")
-    from onnxcar.bridge.finetune import FinetuneConfig, checkpoint_path, finetune
+    from onnxcar.bridge.finetune import FinetuneConfig, checkpoint_path
 
     if output is None:
         raise OnnxcarError("missing -o/--output: where to write the fine-tuned model")
@@ -63,47 +61,18 @@ def finetune_command(ctx, model, data_spec, val_path, epochs, lr, batch_size, op
     checkpoint = checkpoint_path(output)
     if force and not resume:
         checkpoint.unlink(missing_ok=True)
-    onnx_model = load_model(model)
-    teacher_model = None if teacher is None else load_model(teacher)
     val_spec = dataclasses.replace(data_spec, path=val_path, limit=None, split=None)
-    train, val = load_dataset(data_spec), load_dataset(val_spec)
-    metric = "mse" if task == "regression" else "top1"
-    with _epoch_progress(epochs, metric, quiet=ctx.find_root().obj["quiet"] or as_json) as (on_batch, on_epoch):
-        result = finetune(onnx_model, train, val, config, teacher=teacher_model, checkpoint=checkpoint, resume=resume,
-                          on_batch=on_batch, on_epoch=on_epoch)
+    with bars(as_json) as progress:
+        result = onnxcar.finetune(model, data_spec, val_spec, config, teacher=teacher, checkpoint=checkpoint,
+                                  resume=resume, progress=progress)
     save_model(result.model, output, force=force, source=model)
-    report = {"model": str(model), "output": str(output), "teacher": teacher, "config": config.to_dict(),
-              "data": data_spec.to_dict(), "val_data": val_spec.to_dict(), **result.summary()}
+    report = {"kind": "finetune", "version": 1, "model": str(model), "output": str(output), "teacher": teacher,
+              "config": config.to_dict(), "data": data_spec.to_dict(), "val_data": val_spec.to_dict(),
+              **result.summary()}
     write_json(report, report_path)
     checkpoint.unlink(missing_ok=True)
     if as_json:
-        click.echo(dumps(report))
+        emit_json(report)
         return
-    click.echo(f"val {metric} {result.before:.4g} -> {result.after:.4g} (best epoch {result.best_epoch} of {epochs}, "
-               f"{result.seconds:.1f} s); wrote {output} and {report_path}")
-
-
-@contextlib.contextmanager
-def _epoch_progress(epochs: int, metric: str, *, quiet: bool):
-    """Yields (on_batch, on_epoch): a bar per epoch ending in its loss and val metric; (None, None) when quiet."""
-    if quiet:
-        yield None, None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
-    with Progress(*columns) as progress:
-        bars: dict[int, int] = {}
-
-        def on_batch(epoch: int, step: int, steps: int) -> None:
-            if epoch not in bars:
-                bars[epoch] = progress.add_task(f"epoch {epoch}/{epochs}", total=steps, status="")
-            progress.update(bars[epoch], completed=step)
-
-        def on_epoch(record: dict) -> None:
-            if record["epoch"] == 0:
-                progress.console.print(f"before training: val {metric} {record['val']:.4f}")
-            else:
-                status = f"loss {record['train_loss']:.4f}  val {metric} {record['val']:.4f}"
-                progress.update(bars[record["epoch"]], status=status)
-
-        yield on_batch, on_epoch
+    summary(f"val {result.metric} {result.before:.4g} -> {result.after:.4g} (best epoch {result.best_epoch} of "
+            f"{epochs}, {result.seconds:.1f} s); wrote {output} and {report_path}")

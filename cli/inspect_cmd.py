@@ -4,9 +4,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from onnxcar.graph import analyze
-from onnxcar.io import load_model
-from onnxcar.report import dumps, inspect_report
+import onnxcar
+from onnxcar.cli.output import emit_json
 
 
 @click.command("inspect")
@@ -15,15 +14,14 @@ from onnxcar.report import dumps, inspect_report
 @click.option("--all", "show_all", is_flag=True, help="Also list groups that cannot be pruned.")
 def inspect_command(model: str, as_json: bool, show_all: bool) -> None:
     """List the channel groups of MODEL: what can be pruned, and at what share of the cost."""
-    report = inspect_report(analyze(load_model(model)))
-    report["model"] = model
+    inspection = onnxcar.inspect(model)
     if as_json:
-        click.echo(dumps(report))
+        emit_json(inspection.to_dict())
         return
-    table = Table(title=f"{model}: {report['params']:,} parameters, {report['macs']:,} MACs per sample")
+    table = Table(title=f"{model}: {inspection.params:,} parameters, {inspection.macs:,} MACs per sample")
     for column in ("id", "layers", "channels", "params", "MACs", "prunable"):
         table.add_column(column, justify="right" if column in ("id", "channels", "params", "MACs") else "left")
-    for group in report["groups"]:
+    for group in inspection.groups:
         if group["prunable"] or show_all:
             table.add_row(
                 str(group["id"]),
@@ -33,7 +31,7 @@ def inspect_command(model: str, as_json: bool, show_all: bool) -> None:
                 f"{group['macs_share']:.1%}",
                 "yes" if group["prunable"] else f"no: {group['reason']}",
             )
-    prunable = sum(g["prunable"] for g in report["groups"])
     console = Console()
     console.print(table)
-    console.print(f"{prunable} of {len(report['groups'])} groups prunable" + ("" if show_all else " (--all lists the rest)"))
+    console.print(f"{len(inspection.prunable)} of {len(inspection.groups)} groups prunable"
+                  + ("" if show_all else " (--all lists the rest)"))

@@ -143,10 +143,12 @@ def runner_options(command):
         config = RunnerConfig(device, threads, batch_size, precision=precision, runner=runner)
         return command(*args, runner=config, **kwargs)
 
+    from onnxcar.runners import RUNNERS
+
     for option in reversed(
         [
-            click.option("--runner", type=click.Choice(["ort", "torch"]), default="ort", show_default=True,
-                         help="Execute with onnxruntime, or with torch through the bridge (needs torch)."),
+            click.option("--runner", type=click.Choice(RUNNERS.names()), default="ort", show_default=True,
+                         help="; ".join(f"{r.name}: {r.help}" for r in RUNNERS) + "."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                          help="Where the runner runs (cuda: onnxruntime-gpu, or a CUDA build of torch)."),
             click.option("--precision", type=click.Choice(["fp32", "tf32", "fp16"]), default="fp32",
@@ -159,6 +161,26 @@ def runner_options(command):
     ):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _layers(ctx, param, value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+layers_option = click.option(
+    "--layers", callback=_layers, help="Comma-separated layers, pruned in order (see inspect); default: all."
+)
+
+
+def criterion_option(command):
+    """Adds ``--criterion``, with the registered criteria (plugins included) as choices."""
+    from onnxcar.importance import CRITERIA
+
+    lines = "; ".join(f"{c.name}: {c.help}" for c in CRITERIA)
+    return click.option(
+        "--criterion", type=click.Choice(CRITERIA.names()), default="l1", show_default=True,
+        help=f"How filters are ranked ({lines}). Data-driven ones need --data.",
+    )(command)
 
 
 def task_option(command):

@@ -9,29 +9,37 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from onnxcar.progress import Progress as ProgressCallback
 from onnxcar.progress import silent
 
+_COLUMNS = (
+    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+)
+
 
 @contextlib.contextmanager
 def progress_bars(*, quiet: bool) -> Iterator[ProgressCallback]:
-    """Yields a progress callback that draws one bar per task on stderr; a bar left short ends where its task did."""
+    """Yields a progress callback that draws one bar per task on stderr, from the first report on;
+    a bar left short ends where its task did."""
     if quiet:
         yield silent
         return
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    )
+    display: Progress | None = None
     bars: dict[str, int] = {}
-    done_by_bar: dict[int, int] = {}
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    done: dict[int, int] = {}
 
-        def update(task: str, done: int, total: int | None, status: str = "") -> None:
-            if task not in bars:
-                bars[task] = progress.add_task(task, total=total, status="")
-            progress.update(bars[task], completed=done, total=total, status=status)
-            done_by_bar[bars[task]] = done
+    def update(task: str, completed: int, total: int | None, status: str = "") -> None:
+        nonlocal display
+        if display is None:
+            display = Progress(*_COLUMNS, console=Console(stderr=True))
+            display.start()
+        if task not in bars:
+            bars[task] = display.add_task(task, total=total, status="")
+        display.update(bars[task], completed=completed, total=total, status=status)
+        done[bars[task]] = completed
 
-        try:
-            yield update
-        finally:
-            for bar, done in done_by_bar.items():  # an early stop ends the bar where the work ended
-                progress.update(bar, total=done)
+    try:
+        yield update
+    finally:
+        if display is not None:
+            for bar, completed in done.items():  # an early stop ends the bar where the work ended
+                display.update(bar, total=completed)
+            display.stop()

@@ -1,6 +1,28 @@
-"""onnxcar: greedy filter pruning of ONNX CNNs by classification accuracy reduction."""
+"""onnxcar: greedy filter pruning of ONNX CNNs by classification accuracy reduction (CAR).
 
-from onnxcar.errors import OnnxcarError
+The functions below are the library's entry points; ``onnxcar --help`` lists the same jobs
+as commands. See the README's "Python API" section.
+"""
 
 __version__ = "0.1.0"
-__all__ = ["OnnxcarError", "__version__"]
+
+from onnxcar.api import Evaluation, Inspection, Scores, evaluate, finetune, inspect, prune, score  # noqa: E402
+from onnxcar.data import DataSpec, Preprocess  # noqa: E402
+from onnxcar.errors import (  # noqa: E402
+    DataError, GateError, ModelError, OnnxcarError, UnsupportedOpError, VerificationError,
+)
+from onnxcar.graph.registry import register_handler  # noqa: E402
+from onnxcar.importance import register_criterion  # noqa: E402
+from onnxcar.pruning.run import PruneResult  # noqa: E402
+from onnxcar.pruning.targets import Count, MaxDrop, Ratio  # noqa: E402
+from onnxcar.runners import RunnerConfig, register_runner  # noqa: E402
+
+Data = DataSpec
+"""What data to read and how to preprocess it: ``onnxcar.Data("prune.npz", preprocess="cifar10")``."""
+
+__all__ = [
+    "Count", "Data", "DataError", "DataSpec", "Evaluation", "GateError", "Inspection", "MaxDrop", "ModelError",
+    "OnnxcarError", "Preprocess", "PruneResult", "Ratio", "RunnerConfig", "Scores", "UnsupportedOpError",
+    "VerificationError", "__version__", "evaluate", "finetune", "inspect", "prune", "register_criterion",
+    "register_handler", "register_runner", "score",
+]

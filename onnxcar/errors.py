@@ -10,10 +10,11 @@ class OnnxcarError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, exit_code: int | None = None):
+    def __init__(self, message: str, exit_code: int | None = None, *, arguments: tuple[str, ...] = ()):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.arguments = arguments  # the library arguments at fault, which a front end maps to its options
 
 
 class ModelError(OnnxcarError):

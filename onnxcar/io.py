@@ -12,6 +12,7 @@ file so a crash leaves the old one intact; over 2 GB, the weights go to ``<outpu
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import pathlib
@@ -37,6 +38,7 @@ EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 """Models whose protobuf is larger than this many bytes are saved with external data."""
 
 _PROTOBUF_LIMIT = 2**31 - 1
+_TEMPORARY_SUFFIX = ".tmp"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2, "FLOAT6E2M3": 6, "FLOAT6E3M2": 6}
 
@@ -267,7 +269,7 @@ def _serialize(model: onnx.ModelProto, f: BinaryIO) -> None:
 
 def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> None:
     """Runs ``write`` on a temporary file next to ``path``, fsyncs it, then renames it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{_TEMPORARY_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -278,6 +280,14 @@ def atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: pathlib.Path) -> None:
+    """Deletes the temporary files that writes of ``path`` killed mid-way left behind."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}{re.escape(_TEMPORARY_SUFFIX)}")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{_TEMPORARY_SUFFIX}"):
+        if pattern.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -13,7 +13,7 @@ from onnxcar.importance.data import Batch, DataScorer, ReductionIndex
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
 from onnxcar.importance.search import least_loss
-from onnxcar.prune.driver import greedy
+from onnxcar.pruning.driver import greedy
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners.ort import OrtRunner
 from onnxcar.surgery import make_plan, remove_channels

@@ -211,17 +211,28 @@ def test_version():
 
 
 @pytest.mark.parametrize("flags", [["-q"], ["--quiet"], ["-v"], ["-vv"], ["--verbose"], ["-q", "-v"]])
-def test_quiet_and_verbose_are_accepted(ws, flags):
+@pytest.mark.parametrize("after", [False, True], ids=["before-command", "after-command"])
+def test_quiet_and_verbose_are_accepted(ws, flags, after):
     plain = json.loads(assert_ok(invoke("inspect", ws.model, "--json")).stdout)
-    result = assert_ok(invoke(*flags, "inspect", ws.model, "--json"))
+    args = ["inspect", ws.model, "--json", *flags] if after else [*flags, "inspect", ws.model, "--json"]
+    result = assert_ok(invoke(*args))
     assert json.loads(result.stdout) == plain
 
 
-def test_quiet_prune_prints_only_the_summary(ws, tmp_path):
-    result = assert_ok(invoke("-q", "prune", ws.model, "-o", tmp_path / "out.onnx", "--ratio", "0.5"))
-    assert result.stderr == ""
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("removed 4 filters"), result.stdout
+@pytest.mark.parametrize("after", [False, True], ids=["before-command", "after-command"])
+def test_quiet_prune_prints_nothing_and_writes_its_outputs(ws, tmp_path, after):
+    args = ["prune", ws.model, "-o", tmp_path / "out.onnx", "--ratio", "0.5"]
+    result = assert_ok(invoke(*(args + ["-q"] if after else ["-q"] + args)))
+    assert (result.stdout, result.stderr) == ("", "")
+    assert len(json.loads((tmp_path / "out.json").read_text())["removed"]) == 4
+
+
+def test_progress_goes_to_stderr_and_results_to_stdout(ws, tmp_path):
+    done = run_process("prune", ws.model, "-o", tmp_path / "out.onnx", "--ratio", "0.5", "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["removed"]) == 4  # nothing but the JSON on stdout
+    done = run_process("prune", ws.model, "-o", tmp_path / "again.onnx", "--ratio", "0.5")
+    assert done.stdout.startswith("removed 4 filters") and len(done.stdout.splitlines()) == 1, done.stdout
 
 
 # ----------------------------------------------------------------------------- user errors: models
@@ -295,7 +306,7 @@ OPTION_ERRORS = [
     ("count-0", ["prune", "{model}", "-o", "{out}", "--count", "0"], ["--count"]),
     ("max-drop-negative", ["prune", "{model}", "-o", "{out}", "--max-drop", "-1", "--data", "{data}"], ["--max-drop"]),
     ("car-without-data", ["prune", "{model}", "-o", "{out}", "--criterion", "car", "--ratio", "0.5"],
-     ["--criterion car", "--data"]),
+     ["criterion car", "--data"]),
     ("apoz-without-data", ["prune", "{model}", "-o", "{out}", "--criterion", "apoz", "--ratio", "0.5"], ["--data"]),
     ("max-drop-without-data", ["prune", "{model}", "-o", "{out}", "--max-drop", "1"], ["--max-drop", "--data"]),
     ("car-for-regression", ["prune", "{model}", "-o", "{out}", "--criterion", "car", "--task", "regression",
@@ -617,7 +628,7 @@ def test_score_json_by_hand(ws, tmp_path, case, layer):
     np.savez(data, images=images, labels=labels)
 
     report = json.loads(assert_ok(invoke("score", path, "--layer", layer, "--data", data, "--json")).stdout)
-    assert set(report) == {"layer", "base_top1", "filters"}
+    assert set(report) == {"kind", "version", "layer", "base_top1", "filters"}
     assert report["layer"] == layer
     base = float(np.mean(out.argmax(axis=1) == labels))
     assert report["base_top1"] == pytest.approx(base, abs=1e-12)

@@ -88,7 +88,8 @@ def test_accuracy_goes_up_and_report_matches_onnxruntime(toy, trained):
     images, labels = np.load(toy / "val.npz")["images"], np.load(toy / "val.npz")["labels"]
     assert np.mean(top1(onnx.load(out), images) == labels) == pytest.approx(report["after"])  # eval mode, exact weights
     assert not Path(f"{out}.ckpt").exists()
-    assert "before training" in result.stdout and f"best epoch {report['best_epoch']} of 3" in result.stdout
+    assert result.stdout.startswith(f"val top1 {report['before']:.4g} -> {report['after']:.4g} ")
+    assert f"best epoch {report['best_epoch']} of 3" in result.stdout
 
 
 def test_output_is_the_original_graph_with_new_weights(toy, trained):
@@ -214,7 +215,7 @@ print(json.dumps({k: [r.exit_code, r.stdout, r.stderr] for k, r in results.items
                           cwd=Path(__file__).parent.parent, timeout=120)
     assert done.returncode == 0, done.stderr
     runs = json.loads(done.stdout)
-    for key, what in (("finetune", "onnxcar finetune needs torch"), ("torch_runner", "--runner torch) needs torch")):
+    for key, what in (("finetune", "onnxcar finetune needs torch"), ("torch_runner", "the torch runner needs torch")):
         code, _, stderr = runs[key]
         assert code == 2 and len(stderr.splitlines()) == 1 and what in stderr, runs[key]
     code, stdout, _ = runs["ort_runner"]

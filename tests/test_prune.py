@@ -457,7 +457,7 @@ def test_random_seed_changes_the_pick(tmp_path):
 
 
 def journal_removals(path) -> int:
-    """Complete removal lines in a journal (the header line excluded)."""
+    """Complete iteration lines in a journal (the header line excluded)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -513,8 +513,8 @@ def test_resume_after_sigkill(tmp_path, resumable):
     assert not out.exists() and not (tmp_path / "out.json").exists()
     killed_journal = journal.read_bytes()
     # the journal holds the uninterrupted run's first removals
-    lines = [json.loads(line) for line in killed_journal.decode().splitlines()[1 : done + 1]]
-    assert lines == full_report["removed"][:done]
+    lines = [json.loads(line)["removals"] for line in killed_journal.decode().splitlines()[1 : done + 1]]
+    assert [r for batch in lines for r in batch] == full_report["removed"][:done]
 
     # without --resume: one clear line, and the journal stays
     result = invoke(*args, "-o", out)
@@ -545,14 +545,14 @@ def test_resume_and_force_with_a_journal(tmp_path, resumable):
     header = json.loads(journal.read_text().splitlines()[0])
     first = full_report["removed"][0]
     fake = {**first, "channel": next(c for c in range(16) if c != first["channel"]), "score": 123.0}
-    journal.write_text(json.dumps(header) + "\n" + json.dumps(fake) + "\n")
+    journal.write_text(json.dumps(header) + "\n" + json.dumps({"removals": [fake]}) + "\n")
 
     replayed = json.loads(ok(invoke(*args, "-o", out, "--resume", "--json")).stdout)
     assert replayed["removed"][0] == fake
     assert len(replayed["removed"]) == len(full_report["removed"])
     assert replayed["removed"] != full_report["removed"]
 
-    journal.write_text(json.dumps(header) + "\n" + json.dumps(fake) + "\n")
+    journal.write_text(json.dumps(header) + "\n" + json.dumps({"removals": [fake]}) + "\n")
     fresh = json.loads(ok(invoke(*args, "-o", out, "--force", "--json")).stdout)
     assert fresh["removed"] == full_report["removed"]
     assert out.read_bytes() == full_bytes

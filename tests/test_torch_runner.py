@@ -18,7 +18,7 @@ from onnxcar.importance.batch import make_batch  # noqa: E402
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex  # noqa: E402
 from onnxcar.importance.evaluator import Task  # noqa: E402
 from onnxcar.io import load_model  # noqa: E402
-from onnxcar.prune.driver import greedy  # noqa: E402
+from onnxcar.pruning.driver import greedy  # noqa: E402
 from onnxcar.runners import make_runner  # noqa: E402
 from onnxcar.runners.config import RunnerConfig  # noqa: E402
 from onnxcar.runners.ort import OrtRunner  # noqa: E402
@@ -52,10 +52,9 @@ def test_run_returns_the_named_outputs_in_the_order_asked():
     model = handbuilt.conv_to_output()  # outputs "output" and "features"
     feeds = random_feeds(model, 2, seed=0)
     with OrtRunner(model) as ort_runner, TorchRunner(model) as torch_runner:
-        assert torch_runner.input_names == ort_runner.input_names
-        assert torch_runner.output_names == ort_runner.output_names == ["output", "features"]
-        assert [(i.name, i.shape, i.type) for i in torch_runner.session.get_inputs()] == [
-            (i.name, i.shape, i.type) for i in ort_runner.session.get_inputs()
+        assert [o.name for o in torch_runner.outputs()] == [o.name for o in ort_runner.outputs()] == ["output", "features"]
+        assert [(i.name, i.shape, i.type) for i in torch_runner.inputs()] == [
+            (i.name, i.shape, i.type) for i in ort_runner.inputs()
         ]
         features, logits = torch_runner.run(feeds, ["features", "output"])
         expected = ort_runner.run(feeds, ["features", "output"])
@@ -121,12 +120,12 @@ def test_fp16_failure_and_bad_combinations_are_clear_errors():
     model = handbuilt.CASES["identity_dropout_cast"]()  # a Cast back to float32 meets fp16 weights
     with pytest.raises(OnnxcarError, match="not every op of this model runs in half precision"):
         outputs(model, random_feeds(model, 2, seed=0), RunnerConfig(runner="torch", precision="fp16"))
-    with pytest.raises(OnnxcarError, match="needs the torch runner"):
+    with pytest.raises(OnnxcarError, match="the ort runner runs fp32, not fp16"):
         make_runner(model, RunnerConfig(precision="fp16"))
     with pytest.raises(OnnxcarError, match="unknown runner"):
         make_runner(model, RunnerConfig(runner="tvm"))
     if not torch.cuda.is_available():
-        with pytest.raises(OnnxcarError, match="--device cuda needs"):
+        with pytest.raises(OnnxcarError, match="device cuda needs"):
             TorchRunner(model, RunnerConfig(runner="torch", device="cuda"))
 
 
@@ -135,7 +134,7 @@ def test_cli_precision_without_the_torch_runner_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "model.onnx"), "--data", str(tmp_path / "data.npz"),
                                        "--precision", "fp16"])
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == ["onnxcar: error: precision fp16 needs the torch runner (--runner torch)"]
+    assert result.stderr.splitlines() == ["onnxcar: error: the ort runner runs fp32, not fp16 (see --precision, --runner)"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -6,16 +6,15 @@ import torch
 
 from onnxcar.data import Dataset, validate_for_model
 from onnxcar.errors import OnnxcarError
-from onnxcar.runners.torch_runner import GraphSignature
+from onnxcar.runners.base import graph_signature
 
 
 def check_data(model: onnx.ModelProto, ds: Dataset, task: str, what: str) -> None:
     """Raises OnnxcarError unless ``ds`` fits the model's only input and, when labelled, its output."""
-    signature = GraphSignature(model.graph)
-    inputs = signature.get_inputs()
+    inputs, outputs = graph_signature(model)
     if len(inputs) != 1:
         raise OnnxcarError(f"fine-tuning needs a model with one input; this one has {[i.name for i in inputs]}")
-    shape = signature.get_outputs()[0].shape
+    shape = outputs[0].shape
     width = shape[-1] if shape and isinstance(shape[-1], int) and shape[-1] > 0 else None
     try:
         validate_for_model(ds, inputs[0].shape, inputs[0].type, width, task)

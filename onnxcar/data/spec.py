@@ -84,7 +84,8 @@ class DataSpec:
     """Where the data lies and which part of it to use.
 
     ``path`` is a ``.npz`` file, an image folder ``root/<class>/<image>`` or a
-    ``.tar``/``.tar.gz``/``.tgz`` of one. ``labels_key=None`` means unlabelled data.
+    ``.tar``/``.tar.gz``/``.tgz`` of one. ``preprocess`` is a :class:`Preprocess` or a preset
+    name. ``labels_key=None`` means unlabelled data.
     ``split`` carves a fraction out (``split_part`` ``heldout``) or keeps the
     remainder (``rest``); ``limit`` then keeps the first N. Both take a prefix of
     one seeded shuffle, stratified by class when the labels are class ids (each
@@ -102,6 +103,8 @@ class DataSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "path", os.fspath(self.path))
+        if isinstance(self.preprocess, str):
+            object.__setattr__(self, "preprocess", Preprocess.preset(self.preprocess))
         if self.limit is not None and self.limit < 1:
             raise OnnxcarError(f"limit must be at least 1, got {self.limit}")
         if self.split is not None and not 0.0 < self.split < 1.0:

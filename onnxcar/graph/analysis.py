@@ -130,8 +130,9 @@ def analyze(model: onnx.ModelProto) -> Analysis:
     graph = import_graph(model)
     tracer = Tracer()
     _seed_inputs(graph, tracer)
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     for node in graph.nodes:
-        _visit(node, tracer)
+        _visit(node, tracer, opsets.get(node.domain or ""))
     for tensor in graph.outputs:
         slot = tracer.slots.get(tensor.name)
         if slot is not None:
@@ -148,9 +149,9 @@ def _seed_inputs(graph: gs.Graph, tracer: Tracer) -> None:
             tracer.slots[tensor.name] = Slot(1, atoms)
 
 
-def _visit(node: gs.Node, tracer: Tracer) -> None:
+def _visit(node: gs.Node, tracer: Tracer, opset: int | None) -> None:
     ctx = NodeContext(tracer, node)
-    handler = handler_for(node.domain or "", node.op)
+    handler = handler_for(node.domain or "", node.op, opset)
     try:
         if handler is None:
             domain = f" of domain {node.domain!r}" if node.domain not in (None, "", "ai.onnx") else ""

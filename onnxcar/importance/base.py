@@ -8,9 +8,14 @@ from onnxcar.graph.analysis import Analysis, Group
 
 
 class Importance(Protocol):
-    """Maps a group to one score per channel, in the group's channel order."""
+    """Maps a group to one score per channel, in the group's channel order.
+
+    ``depends_on_removals`` says whether removing some of a group's channels changes the
+    scores of the others (CAR: yes). When it is False, the greedy loop ranks a group once.
+    """
 
     name: str
+    depends_on_removals: bool
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
         """Scores of every channel of ``group``, given channels already ``removed``."""

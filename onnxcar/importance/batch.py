@@ -6,9 +6,10 @@ import numpy as np
 import onnx
 
 from onnxcar.data import Dataset, validate_for_model
-from onnxcar.errors import OnnxcarError
+from onnxcar.errors import DataError
 from onnxcar.importance.data import Batch
 from onnxcar.importance.evaluator import Task
+from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
 
@@ -21,21 +22,23 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
     Without labels, the original model's top-1 predictions are the labels (agreement mode).
     """
     with make_runner(model, config) as runner:
-        session_inputs = runner.session.get_inputs()
+        session_inputs = runner.inputs()
         name = dataset.spec.preprocess.input_name or (session_inputs[0].name if len(session_inputs) == 1 else None)
         if name is None:
-            raise OnnxcarError(f"the model has inputs {[i.name for i in session_inputs]}: choose one with --input-name")
+            raise DataError(f"the model has inputs {[i.name for i in session_inputs]}: choose the one the images feed",
+                            arguments=("input_name",))
         model_input = next((i for i in session_inputs if i.name == name), None)
         if model_input is None:
-            raise OnnxcarError(f"the model has no input {name!r}; inputs: {[i.name for i in session_inputs]}")
-        output = runner.session.get_outputs()[0]
+            raise DataError(f"the model has no input {name!r}; inputs: {[i.name for i in session_inputs]}",
+                            arguments=("input_name",))
+        output = runner.outputs()[0]
         width = output.shape[-1] if output.shape and isinstance(output.shape[-1], int) else None
         validate_for_model(dataset, list(model_input.shape), model_input.type, width, task.kind)
         inputs = {name: dataset.images}
         if dataset.labels is not None:
             return Batch(inputs, dataset.labels)
         if task.kind != "classification":
-            raise OnnxcarError("regression needs targets in the data (--labels-key)")
+            raise DataError("regression needs targets in the data", arguments=("labels_key",))
         log.info("no labels: using the original model's top-1 predictions (agreement mode)")
         predictions = [
             runner.run({name: dataset.images[i : i + config.batch_size]})[0].reshape(-1, width or 1).argmax(axis=1)
@@ -44,13 +47,14 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
         return Batch(inputs, np.concatenate(predictions).astype(np.int64))
 
 
-def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig) -> dict:
+def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig, progress: Progress = silent) -> dict:
     """Top-1 and top-5 accuracy (classification) or MSE (regression) of ``model`` on ``batch``."""
     (name, images), = batch.inputs.items()
     outputs = []
     with make_runner(model, config) as runner:
         for start in range(0, len(images), config.batch_size):
             outputs.append(runner.run({name: images[start : start + config.batch_size]})[0])
+            progress("evaluating", min(start + config.batch_size, len(images)), len(images))
     logits = np.concatenate(outputs).reshape(len(images), -1)
     if task.kind == "regression":
         return {"mse": float(task.outcomes(logits, batch.targets).mean()), "n": len(images)}

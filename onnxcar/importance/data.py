@@ -6,8 +6,10 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.importance.evaluator import ProbeEvaluator, Task
+from onnxcar.importance.registry import CriterionInputs, register_criterion
 from onnxcar.importance.search import least_loss
 from onnxcar.graph.ir import export_model
+from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
 from onnxcar.surgery.apply import masked_graph
@@ -24,10 +26,14 @@ class Batch:
 
 
 class DataScorer:
-    """Scores one group at a time on the pruning set; keeps the probe of the current group."""
+    """Scores one group at a time on the pruning set; keeps the probe of the current group.
 
-    def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig(), *, linear: bool = True):
-        self.batch, self.task, self.config, self.linear = batch, task, config, linear
+    ``progress`` hears how far exhaustive scoring (every channel of a group) has come.
+    """
+
+    def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig(), *, linear: bool = True,
+                 progress: Progress = silent):
+        self.batch, self.task, self.config, self.linear, self.progress = batch, task, config, linear, progress
         self._key, self._rank_one = None, None
         self._evaluator: ProbeEvaluator | None = None
         self._known: dict[tuple[int, frozenset[int]], float] = {}
@@ -69,7 +75,8 @@ class DataScorer:
         """The current metric and the metric after also removing each channel (NaN where already gone)."""
         current = self.mask_row(group, removed)
         alive = np.flatnonzero(current)
-        metrics = self.evaluator(analysis, group, removed, rank_one=True).metric(current, [-1, *alive])
+        evaluator = self.evaluator(analysis, group, removed, rank_one=True)
+        metrics = evaluator.metric(current, [-1, *alive], self.progress)
         after = np.full(group.size, np.nan)
         after[alive] = metrics[1:]
         return float(metrics[0]), after
@@ -85,6 +92,7 @@ class ReductionIndex:
     """CAR (accuracy drop) or RAR (error growth) of removing each channel on the current network."""
 
     scorer: DataScorer
+    depends_on_removals = True
 
     @property
     def name(self) -> str:
@@ -121,6 +129,7 @@ class ActivationStatistic:
 
     scorer: DataScorer
     name: str  # "mean-act" or "apoz"
+    depends_on_removals = False  # measured once per group
 
     def __post_init__(self) -> None:
         self._cache: dict = {}
@@ -152,3 +161,24 @@ class ActivationStatistic:
                     np.add.at(total, index, statistic)
                     np.add.at(count, index, len(values))
         return total[:-1] / np.maximum(count[:-1], 1)
+
+
+@register_criterion("car", needs_data=True, task="classification",
+                    help="classification accuracy reduction, greedy with rescoring (Abbasi-Asl and Yu 2017)")
+def _car(inputs: CriterionInputs) -> ReductionIndex:
+    return ReductionIndex(inputs.scorer)
+
+
+@register_criterion("rar", needs_data=True, task="regression", help="regression error growth, greedy with rescoring")
+def _rar(inputs: CriterionInputs) -> ReductionIndex:
+    return ReductionIndex(inputs.scorer)
+
+
+@register_criterion("mean-act", needs_data=True, help="mean activation of what the next layers read")
+def _mean_activation(inputs: CriterionInputs) -> ActivationStatistic:
+    return ActivationStatistic(inputs.scorer, "mean-act")
+
+
+@register_criterion("apoz", needs_data=True, help="minus the average percentage of zeros there (Hu et al. 2016)")
+def _apoz(inputs: CriterionInputs) -> ActivationStatistic:
+    return ActivationStatistic(inputs.scorer, "apoz")

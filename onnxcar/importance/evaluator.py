@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
 from onnxcar.surgery.linear import CANDIDATE_INPUT
@@ -69,11 +70,12 @@ class ProbeEvaluator:
         candidate channel also removed (-1: none), on every sample or on ``samples`` (indices)."""
         return self._collect(current, candidates, samples, lambda output, targets: output)
 
-    def outcomes(self, current: np.ndarray, candidates, samples: np.ndarray | None = None) -> np.ndarray:
+    def outcomes(self, current: np.ndarray, candidates, samples: np.ndarray | None = None,
+                 progress: Progress = silent) -> np.ndarray:
         """Per-sample outcomes, shape [candidates, samples]; see ``outputs``."""
-        return self._collect(current, candidates, samples, self.task.outcomes)
+        return self._collect(current, candidates, samples, self.task.outcomes, progress)
 
-    def _collect(self, current, candidates, samples, reduce) -> np.ndarray:
+    def _collect(self, current, candidates, samples, reduce, progress: Progress = silent) -> np.ndarray:
         """Runs the suffix in calls of at most ``batch_size`` rows and stacks ``reduce(output, targets)``."""
         current = np.asarray(current, dtype=np.float32).reshape(self.probe.channels)
         candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
@@ -92,6 +94,7 @@ class ProbeEvaluator:
                 if result is None:
                     result = np.empty((count, len(samples), *value.shape[2:]), value.dtype)
                 result[first : first + len(block), start : start + len(rows)] = value
+            progress("scoring", start + len(rows), len(samples))
         return result
 
     def _feeds(self, chunk: dict[str, np.ndarray], current: np.ndarray, block: np.ndarray) -> dict[str, np.ndarray]:
@@ -108,9 +111,9 @@ class ProbeEvaluator:
         feeds[MASK_INPUT] = np.repeat(rows, len(next(iter(chunk.values()))), axis=0)
         return feeds
 
-    def metric(self, current: np.ndarray, candidates) -> np.ndarray:
+    def metric(self, current: np.ndarray, candidates, progress: Progress = silent) -> np.ndarray:
         """Accuracy or MSE with each candidate removed on top of ``current``."""
-        return self.outcomes(current, candidates).mean(axis=1)
+        return self.outcomes(current, candidates, progress=progress).mean(axis=1)
 
     def close(self) -> None:
         self.suffix.close()

@@ -6,6 +6,7 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.channels import EditKind
+from onnxcar.importance.registry import CriterionInputs, register_criterion
 
 
 def producer_filter_norms(analysis: Analysis, group: Group, order: int) -> np.ndarray:
@@ -30,6 +31,7 @@ class WeightNorm:
     """Li et al. 2017: the L1 (or L2) norm of a channel's filters."""
 
     order: int = 1
+    depends_on_removals = False
 
     @property
     def name(self) -> str:
@@ -45,6 +47,22 @@ class RandomScore:
 
     seed: int = 0
     name: str = "random"
+    depends_on_removals = False
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
         return np.random.default_rng([self.seed, group.id]).random(group.size)
+
+
+@register_criterion("l1", help="summed L1 norm of the channel's filters (Li et al. 2017)")
+def _l1(inputs: CriterionInputs) -> WeightNorm:
+    return WeightNorm(1)
+
+
+@register_criterion("l2", help="summed L2 norm of the channel's filters")
+def _l2(inputs: CriterionInputs) -> WeightNorm:
+    return WeightNorm(2)
+
+
+@register_criterion("random", help="seeded random order (the control)")
+def _random(inputs: CriterionInputs) -> RandomScore:
+    return RandomScore(inputs.seed)

@@ -1,28 +1,56 @@
-"""Runners execute an ONNX model on numpy feeds: onnxruntime, or torch through the bridge."""
+"""Runners execute an ONNX model on numpy feeds: onnxruntime, or torch through the bridge.
+
+A new backend registers a factory with ``@register_runner("name", precisions=(...))``; the
+factory takes the model and a :class:`RunnerConfig` and returns a :class:`Runner`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import onnx
 
 from onnxcar.errors import OnnxcarError
+from onnxcar.registry import Registry
+from onnxcar.runners.base import Runner, ValueInfo
 from onnxcar.runners.config import RunnerConfig
-from onnxcar.runners.ort import OrtRunner
-
-RUNNERS = ("ort", "torch")
-PRECISIONS = ("fp32", "tf32", "fp16")
 
 
-def make_runner(model: onnx.ModelProto, config: RunnerConfig = RunnerConfig()):
-    """An OrtRunner or a TorchRunner for ``model``, as ``config.runner`` says; both close on exit."""
-    if config.runner not in RUNNERS:
-        raise OnnxcarError(f"unknown runner {config.runner!r}; known: {', '.join(RUNNERS)}")
-    if config.precision not in PRECISIONS:
-        raise OnnxcarError(f"unknown precision {config.precision!r}; known: {', '.join(PRECISIONS)}")
-    if config.runner == "ort":
-        if config.precision != "fp32":
-            raise OnnxcarError(f"precision {config.precision} needs the torch runner (--runner torch)")
-        return OrtRunner(model, config)
-    from onnxcar.runners.torch_runner import TorchRunner
+@dataclass(frozen=True)
+class RunnerKind:
+    """A registered backend."""
 
-    return TorchRunner(model, config)
+    name: str
+    make: Callable[[onnx.ModelProto, RunnerConfig], Runner]
+    precisions: tuple[str, ...] = ("fp32",)
+    help: str = ""
 
 
-__all__ = ["PRECISIONS", "RUNNERS", "RunnerConfig", "make_runner"]
+def _builtins() -> None:
+    from onnxcar.runners import ort, torch_runner  # noqa: F401  (their decorators register)
+
+
+RUNNERS: Registry[RunnerKind] = Registry("runner", _builtins)
+
+
+def register_runner(name: str, *, precisions: tuple[str, ...] = ("fp32",), help: str = ""):
+    """Registers the decorated factory (a Runner class, say) as the backend ``name``."""
+
+    def decorate(make):
+        RUNNERS.add(name, RunnerKind(name, make, precisions, help))
+        return make
+
+    return decorate
+
+
+def make_runner(model: onnx.ModelProto, config: RunnerConfig = RunnerConfig()) -> Runner:
+    """The runner ``config.runner`` names, built for ``model``; it closes on exit."""
+    kind = RUNNERS.get(config.runner)
+    if config.precision not in kind.precisions:
+        raise OnnxcarError(
+            f"the {kind.name} runner runs {', '.join(kind.precisions)}, not {config.precision}",
+            arguments=("precision", "runner"),
+        )
+    return kind.make(model, config)
+
+
+__all__ = ["RUNNERS", "Runner", "RunnerConfig", "RunnerKind", "ValueInfo", "make_runner", "register_runner"]

@@ -1,6 +1,6 @@
 """Settings shared by every runner."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -12,3 +12,6 @@ class RunnerConfig:
     batch_size: int = 256
     precision: str = "fp32"  # fp32, tf32 or fp16 (tf32 and fp16: torch runner only)
     runner: str = "ort"  # ort (onnxruntime) or torch (the torch bridge)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

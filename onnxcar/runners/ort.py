@@ -7,6 +7,8 @@ import onnx
 import onnxruntime as ort
 
 from onnxcar.errors import OnnxcarError
+from onnxcar.runners import register_runner
+from onnxcar.runners.base import ValueInfo
 from onnxcar.runners.config import RunnerConfig
 
 log = logging.getLogger(__name__)
@@ -21,10 +23,11 @@ def providers_for(device: str) -> list[str]:
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
-        raise OnnxcarError("--device cuda needs onnxruntime-gpu with a working CUDA provider")
+        raise OnnxcarError("device cuda needs onnxruntime-gpu with a working CUDA provider", arguments=("device",))
     return ["CPUExecutionProvider"]
 
 
+@register_runner("ort", help="onnxruntime (the CUDA provider where onnxruntime-gpu is installed)")
 class OrtRunner:
     """Runs an ONNX model in one onnxruntime session; use as a context manager or call close()."""
 
@@ -43,9 +46,15 @@ class OrtRunner:
             raise
         except Exception as err:
             raise OnnxcarError(f"onnxruntime cannot load the model: {str(err).strip().splitlines()[0][:300]}") from None
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._inputs = [ValueInfo(i.name, list(i.shape), i.type) for i in self.session.get_inputs()]
+        self._outputs = [ValueInfo(o.name, list(o.shape), o.type) for o in self.session.get_outputs()]
         log.debug("onnxruntime session on %s", self.session.get_providers()[0])
+
+    def inputs(self) -> list[ValueInfo]:
+        return list(self._inputs)
+
+    def outputs(self) -> list[ValueInfo]:
+        return list(self._outputs)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         try:

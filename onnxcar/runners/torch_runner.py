@@ -1,70 +1,39 @@
 """The torch runner: OrtRunner's interface on the torch bridge, for GPUs and reduced precision."""
 
 import contextlib
-from typing import NamedTuple
 
 import numpy as np
 import onnx
 
 from onnxcar.bridge import require_torch
 from onnxcar.errors import OnnxcarError
+from onnxcar.runners import register_runner
+from onnxcar.runners.base import ValueInfo, graph_signature
 from onnxcar.runners.config import RunnerConfig
-
-_ORT_TYPE_NAMES = {"float32": "float", "float64": "double"}
-
 
 def torch_device(name: str):
     """The torch device for ``name`` (auto: cuda when torch sees a GPU, else cpu)."""
-    torch = require_torch(f"--device {name} with torch")
+    torch = require_torch(f"device {name} with torch")
     if name not in ("auto", "cpu", "cuda"):
         raise OnnxcarError(f"unknown device {name!r}; known: auto, cpu, cuda")
     if name != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
     if name == "cuda":
-        raise OnnxcarError("--device cuda needs a CUDA build of torch and a visible GPU")
+        raise OnnxcarError("device cuda needs a CUDA build of torch and a visible GPU", arguments=("device",))
     return torch.device("cpu")
 
 
-class ValueInfo(NamedTuple):
-    """A graph input or output as onnxruntime's NodeArg shows it."""
-
-    name: str
-    shape: list
-    type: str
-
-
-class GraphSignature:
-    """The metadata part of onnxruntime's InferenceSession: ``get_inputs()`` and ``get_outputs()``."""
-
-    def __init__(self, graph: onnx.GraphProto):
-        initializers = {i.name for i in graph.initializer}
-        self._inputs = [_value_info(v) for v in graph.input if v.name not in initializers]
-        self._outputs = [_value_info(v) for v in graph.output]
-
-    def get_inputs(self) -> list[ValueInfo]:
-        return list(self._inputs)
-
-    def get_outputs(self) -> list[ValueInfo]:
-        return list(self._outputs)
-
-
-def _value_info(value: onnx.ValueInfoProto) -> ValueInfo:
-    tensor = value.type.tensor_type
-    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "undefined"
-    return ValueInfo(value.name, shape, f"tensor({_ORT_TYPE_NAMES.get(dtype, dtype)})")
-
-
+@register_runner("torch", precisions=("fp32", "tf32", "fp16"), help="torch through the bridge (needs torch)")
 class TorchRunner:
     """Runs an ONNX model with the torch bridge in eval mode; use as a context manager or call close().
 
     ``config.precision``: fp32 keeps CUDA matmuls and convolutions in IEEE float32, tf32 lets
     them use TensorFloat-32 (both the same on CPU); fp16 runs the module and its float inputs
-    in half precision and returns float32. ``session`` answers get_inputs()/get_outputs() only.
+    in half precision and returns float32.
     """
 
     def __init__(self, model: onnx.ModelProto, config: RunnerConfig = RunnerConfig()):
-        torch = require_torch("the torch runner (--runner torch)")
+        torch = require_torch("the torch runner")
         from onnxcar.bridge.module import OnnxModule
 
         self.config = config
@@ -74,7 +43,7 @@ class TorchRunner:
         module = OnnxModule(model).eval()
         self._half = config.precision == "fp16"
         self.module = (module.half() if self._half else module).to(self.device)
-        self.session = GraphSignature(model.graph)
+        self._inputs, self._outputs = graph_signature(model)
         self.input_names = list(module.input_names)
         self.output_names = list(module.output_names)
 
@@ -115,7 +84,12 @@ class TorchRunner:
 
     def close(self) -> None:
         self.module = None
-        self.session = None
+
+    def inputs(self) -> list[ValueInfo]:
+        return list(self._inputs)
+
+    def outputs(self) -> list[ValueInfo]:
+        return list(self._outputs)
 
     def __enter__(self) -> "TorchRunner":
         return self

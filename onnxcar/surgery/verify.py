@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from onnxcar.errors import OnnxcarError
+from onnxcar.errors import OnnxcarError, VerificationError
 from onnxcar.graph.context import static_dims
 from onnxcar.runners.ort import OrtRunner
 from onnxcar.runners.config import RunnerConfig
@@ -59,20 +59,20 @@ def verify_equal(
     tolerance: Tolerance = Tolerance(),
     seed: int = 0,
 ) -> VerifyResult:
-    """Runs both models on the same seeded inputs; raises OnnxcarError when outputs differ."""
+    """Runs both models on the same seeded inputs; raises VerificationError when outputs differ."""
     try:
         onnx.checker.check_model(candidate, full_check=True)
     except Exception as err:
-        raise OnnxcarError(f"the pruned model fails the ONNX checker: {str(err).splitlines()[0]}") from None
+        raise VerificationError(f"the pruned model fails the ONNX checker: {str(err).splitlines()[0]}") from None
     worst_abs, worst_scaled = 0.0, 0.0
     with OrtRunner(reference, RunnerConfig(device="cpu")) as ref, OrtRunner(candidate, RunnerConfig(device="cpu")) as cand:
         for batch in batch_sizes:
             feeds = random_feeds(reference, batch, seed + batch)
             expected, actual = ref.run(feeds), cand.run(feeds)
             _check_declared_shapes(candidate, actual)
-            for name, a, b in zip(ref.output_names, actual, expected):
+            for name, a, b in zip([o.name for o in ref.outputs()], actual, expected):
                 if a.shape != b.shape:
-                    raise OnnxcarError(f"output {name!r} has shape {a.shape}, expected {b.shape}")
+                    raise VerificationError(f"output {name!r} has shape {a.shape}, expected {b.shape}")
                 if not np.all(np.isfinite(b)):
                     raise OnnxcarError(f"output {name!r} of the reference model is not finite")
                 err = np.abs(a.astype(np.float64) - b)
@@ -80,9 +80,9 @@ def verify_equal(
                 worst_abs = max(worst_abs, float(err.max(initial=0.0)))
                 worst_scaled = max(worst_scaled, float((err / allowed).max(initial=0.0)))
     if not worst_scaled <= 1.0:
-        raise OnnxcarError(
+        raise VerificationError(
             f"the pruned model differs from the masked model (max abs error {worst_abs:.3g}, "
-            f"{worst_scaled:.3g}x the tolerance)", exit_code=1
+            f"{worst_scaled:.3g}x the tolerance)"
         )
     return VerifyResult(tuple(batch_sizes), worst_abs, worst_scaled)
 
@@ -91,4 +91,4 @@ def _check_declared_shapes(model: onnx.ModelProto, outputs: list[np.ndarray]) ->
     for value, array in zip(model.graph.output, outputs):
         declared = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
         if declared and (len(declared) != array.ndim or any(d is not None and d != s for d, s in zip(declared, array.shape))):
-            raise OnnxcarError(f"output {value.name!r} has shape {array.shape} but the model declares {declared}")
+            raise VerificationError(f"output {value.name!r} has shape {array.shape} but the model declares {declared}")

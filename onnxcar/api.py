@@ -1,0 +1,223 @@
+"""The library's entry points: what the ``onnxcar`` commands do, as functions with typed results.
+
+Every function takes a model as a path or an ``onnx.ModelProto`` and data as a
+:class:`~onnxcar.data.DataSpec` (``onnxcar.Data``)::
+
+    import onnxcar
+
+    data = onnxcar.Data("prune.npz", preprocess="cifar10")
+    result = onnxcar.prune("m.onnx", data=data, criterion="car", target=onnxcar.Ratio(0.5), layers=["conv1"])
+    result.save("m_pruned.onnx")          # the model, and its report as m_pruned.json
+"""
+
+import os
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnxcar.data import DataSpec, load_dataset
+from onnxcar.graph import analyze
+from onnxcar.importance import CRITERIA, DataScorer, make_importance
+from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch
+from onnxcar.importance.evaluator import Task
+from onnxcar.io import load_model
+from onnxcar.progress import Progress, silent
+from onnxcar.pruning.config import PruneConfig
+from onnxcar.pruning.run import PruneResult, prune_model
+from onnxcar.pruning.targets import Target
+from onnxcar.report import inspect_report
+from onnxcar.runners.config import RunnerConfig
+
+ModelLike = str | os.PathLike | onnx.ModelProto
+
+
+def _model(model: ModelLike) -> tuple[onnx.ModelProto, str | None]:
+    """The model and the path it came from (None for an in-memory model)."""
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    return load_model(model), os.fspath(model)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """The channel groups of a model, with each group's share of parameters and MACs."""
+
+    model: str | None
+    params: int
+    macs: int
+    groups: list[dict]
+
+    @property
+    def prunable(self) -> list[dict]:
+        return [g for g in self.groups if g["prunable"]]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "params": self.params, "macs": self.macs, "groups": self.groups}
+
+
+def inspect(model: ModelLike) -> Inspection:
+    """Lists the channel groups of ``model``: what can be pruned, and at what share of the cost.
+
+    >>> [g["layers"] for g in onnxcar.inspect("m.onnx").prunable]
+    [['conv1'], ['conv2']]
+    """
+    proto, source = _model(model)
+    report = inspect_report(analyze(proto))
+    return Inspection(source, report["params"], report["macs"], report["groups"])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Top-1 and top-5 accuracy (classification) or mean squared error (regression) on ``n`` samples."""
+
+    task: str
+    n: int
+    top1: float | None = None
+    top5: float | None = None
+    mse: float | None = None
+
+    def to_dict(self) -> dict:
+        if self.task == "regression":
+            return {"mse": self.mse, "n": self.n}
+        return {"top1": self.top1, "top5": self.top5, "n": self.n}
+
+
+def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig) -> Batch:
+    """The data, read and checked against the model (labelled by the model itself when it has no labels)."""
+    return make_batch(model, load_dataset(data), task, runner)
+
+
+def evaluate(model: ModelLike, data: DataSpec, *, task: str = "classification", runner: RunnerConfig = RunnerConfig(),
+             progress: Progress = silent) -> Evaluation:
+    """Measures ``model`` on ``data``.
+
+    >>> onnxcar.evaluate("m.onnx", onnxcar.Data("test.npz", preprocess="cifar10")).top1
+    0.8189
+    """
+    proto, _ = _model(model)
+    kind = Task(task)
+    result = evaluate_batch(proto, _bind(proto, data, kind, runner), kind, runner, progress)
+    return Evaluation(task=kind.kind, **result)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Every filter's score under each criterion, for one layer; low scores are pruned first."""
+
+    layer: str
+    task: str
+    base: float  # the model's pruning-set accuracy (or MSE)
+    by_criterion: dict[str, np.ndarray]
+    blocked: str | None = None  # why the layer cannot be pruned; None when it can
+
+    @property
+    def index(self) -> str:
+        """The data-driven index of the task: ``car`` or ``rar``."""
+        return "car" if self.task == "classification" else "rar"
+
+    def to_dict(self) -> dict:
+        base_key = "base_top1" if self.task == "classification" else "base_mse"
+        size = len(next(iter(self.by_criterion.values())))
+        filters = [{"index": i, **{name: float(v[i]) for name, v in self.by_criterion.items()}} for i in range(size)]
+        return {"kind": "score", "version": 1, "layer": self.layer, base_key: self.base, "filters": filters}
+
+
+def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classification", seed: int = 0,
+          runner: RunnerConfig = RunnerConfig(), progress: Progress = silent) -> Scores:
+    """Scores each filter of ``layer`` by every registered criterion that fits the task.
+
+    >>> scores = onnxcar.score("m.onnx", data, "conv1")
+    >>> scores.by_criterion["car"].argmin()      # the filter CAR would remove first
+    """
+    proto, _ = _model(model)
+    kind = Task(task)
+    scorer = DataScorer(_bind(proto, data, kind, runner), kind, runner, progress=progress)
+    analysis = analyze(proto)
+    group = analysis.group(layer)
+    names = [c.name for c in CRITERIA if c.task in (None, kind.kind)]
+    try:
+        columns = {}
+        for name in names:
+            importance = make_importance(name, scorer, seed)
+            columns[name] = np.asarray(importance(analysis, group, frozenset()), dtype=np.float64)
+        base = scorer.metric(analysis, group, frozenset())
+    finally:
+        scorer.close()
+    return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None)
+
+
+def prune(
+    model: ModelLike,
+    *,
+    target: Target,
+    criterion: str = "l1",
+    layers: tuple[str, ...] | list[str] = (),
+    data: DataSpec | None = None,
+    per_iter: int = 1,
+    seed: int = 0,
+    verify: bool = True,
+    task: str = "classification",
+    runner: RunnerConfig = RunnerConfig(),
+    journal: str | os.PathLike | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: Progress = silent,
+) -> PruneResult:
+    """Removes filters from ``model`` by ``criterion`` until ``target`` (Ratio, Count or MaxDrop) is met.
+
+    Layers are pruned one after another (default: every prunable group); within a layer, each
+    iteration rescores the remaining filters on the network pruned so far and removes the
+    ``per_iter`` lowest (ties: lowest index). Data-driven criteria (car, rar, mean-act, apoz)
+    need ``data``. The removed model is checked against the masked original unless ``verify``
+    is False. With ``journal``, each iteration is appended to that file as it completes, and
+    ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
+    afresh over it); ``result.save`` deletes it.
+
+    >>> result = onnxcar.prune("m.onnx", target=onnxcar.Ratio(0.5), criterion="l1")
+    >>> result.after.params / result.before.params
+    0.52
+    """
+    proto, source = _model(model)
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify)
+    return prune_model(proto, config, data=data, task=task, runner=runner,
+                       journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
+                       source=source, progress=progress)
+
+
+def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, teacher: ModelLike | None = None,
+             checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: Progress = silent):
+    """Fine-tunes ``model`` through the torch bridge (needs torch) and returns a
+    :class:`~onnxcar.bridge.finetune.FinetuneResult` holding the weights of the best epoch on ``val``.
+
+    ``config`` is a :class:`~onnxcar.bridge.finetune_config.FinetuneConfig` (default settings
+    when None). ``checkpoint`` is saved after every epoch; ``resume`` continues from it.
+
+    >>> result = onnxcar.finetune("pruned.onnx", train, val, onnxcar.FinetuneConfig(epochs=3))
+    >>> result.after, result.model
+    """
+    from onnxcar.bridge import require_torch
+
+    require_torch("fine-tuning")
+    from onnxcar.bridge.finetune import FinetuneConfig, finetune as run_finetune
+
+    proto, _ = _model(model)
+    teacher_model = None if teacher is None else _model(teacher)[0]
+    config = config or FinetuneConfig()
+
+    steps_of: dict[int, int] = {}
+
+    def on_batch(epoch: int, step: int, steps: int) -> None:
+        steps_of[epoch] = steps
+        progress(f"epoch {epoch}/{config.epochs}", step, steps)
+
+    def on_epoch(record: dict) -> None:
+        epoch = record["epoch"]
+        if epoch in steps_of:
+            progress(f"epoch {epoch}/{config.epochs}", steps_of[epoch], steps_of[epoch],
+                     f"loss {record['train_loss']:.4f}  val {record['val']:.4f}")
+
+    return run_finetune(proto, load_dataset(data), load_dataset(val), config, teacher=teacher_model,
+                        checkpoint=None if checkpoint is None else pathlib.Path(checkpoint), resume=resume,
+                        on_batch=on_batch, on_epoch=on_epoch)

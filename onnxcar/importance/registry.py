@@ -1,0 +1,62 @@
+"""The criterion registry: every way of ranking filters, by name.
+
+A criterion is a factory that builds an :class:`~onnxcar.importance.base.Importance` from
+the pruning-set scorer (None for data-free criteria) and a seed. Register one with::
+
+    @register_criterion("taylor", needs_data=True, help="first-order Taylor expansion")
+    def _taylor(inputs: CriterionInputs) -> Importance:
+        return Taylor(inputs.scorer)
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from onnxcar.errors import OnnxcarError
+from onnxcar.importance.base import Importance
+from onnxcar.registry import Registry
+
+
+@dataclass(frozen=True)
+class CriterionInputs:
+    """What a criterion factory may use: the pruning-set scorer (None without data) and a seed."""
+
+    scorer: object | None  # onnxcar.importance.data.DataScorer
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A registered criterion."""
+
+    name: str
+    make: Callable[[CriterionInputs], Importance]
+    needs_data: bool = False
+    task: str | None = None  # the one task it serves ("classification" or "regression"); None: any
+    help: str = ""
+
+
+def _builtins() -> None:
+    from onnxcar.importance import data, weights  # noqa: F401  (their decorators register)
+
+
+CRITERIA: Registry[Criterion] = Registry("criterion", _builtins)
+
+
+def register_criterion(name: str, *, needs_data: bool = False, task: str | None = None, help: str = ""):
+    """Registers the decorated factory as the criterion ``name``."""
+
+    def decorate(make: Callable[[CriterionInputs], Importance]):
+        CRITERIA.add(name, Criterion(name, make, needs_data, task, help))
+        return make
+
+    return decorate
+
+
+def make_importance(name: str, scorer=None, seed: int = 0) -> Importance:
+    """The criterion ``name`` built over ``scorer`` (the pruning-set scorer; None without data)."""
+    criterion = CRITERIA.get(name)
+    if criterion.needs_data and scorer is None:
+        raise OnnxcarError(f"criterion {name} needs data to score filters", arguments=("criterion", "data"))
+    if scorer is not None and criterion.task not in (None, scorer.task.kind):
+        raise OnnxcarError(f"criterion {name} is for {criterion.task}", arguments=("criterion", "task"))
+    return criterion.make(CriterionInputs(scorer, seed))

@@ -1,0 +1,32 @@
+"""Typed settings of a pruning run."""
+
+from dataclasses import dataclass
+
+from onnxcar.errors import OnnxcarError
+from onnxcar.pruning.targets import Target
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What to prune and how."""
+
+    criterion: str
+    target: Target
+    layers: tuple[str, ...] = ()  # layer names, pruned in this order; empty: every prunable group
+    per_iter: int = 1  # channels removed per greedy iteration
+    seed: int = 0  # of the random criterion
+    verify: bool = True  # check the pruned model against the masked original
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if self.per_iter < 1:
+            raise OnnxcarError(f"per_iter must be at least 1, got {self.per_iter}", arguments=("per_iter",))
+
+    def to_dict(self) -> dict:
+        return {
+            "criterion": self.criterion,
+            "target": self.target.to_dict(),
+            "layers": list(self.layers),
+            "per_iter": self.per_iter,
+            "seed": self.seed,
+        }

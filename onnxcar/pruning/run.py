@@ -1,0 +1,237 @@
+"""A whole pruning run: data, criterion, journal and resume, greedy loop, surgery, and its report."""
+
+import logging
+import pathlib
+import time
+from dataclasses import dataclass, field
+
+import onnx
+
+from onnxcar.data import DataSpec, load_dataset
+from onnxcar.errors import OnnxcarError
+from onnxcar.graph import Analysis, Group, analyze
+from onnxcar.graph.cost import Cost, plan_cost
+from onnxcar.importance import DataScorer, make_importance
+from onnxcar.importance.batch import make_batch
+from onnxcar.importance.evaluator import Task
+from onnxcar.io import check_output_path, remove_stale_temporaries, save_model
+from onnxcar.progress import Progress, silent
+from onnxcar.pruning.config import PruneConfig
+from onnxcar.pruning.driver import Removal, prune_groups, remove_and_verify, select_groups
+from onnxcar.pruning.journal import Journal, fingerprint
+from onnxcar.pruning.targets import Count, MaxDrop
+from onnxcar.report import write_json
+from onnxcar.runners.config import RunnerConfig
+from onnxcar.surgery.plan import Plan
+
+log = logging.getLogger(__name__)
+REPORT_VERSION = 1
+
+
+@dataclass
+class PruneResult:
+    """A pruned model, what was removed and why, and what it cost; ``save`` writes it and its report."""
+
+    model: onnx.ModelProto
+    removals: list[Removal]
+    before: Cost
+    after: Cost
+    original_metric: float | None
+    settings: dict  # config (with the layers actually pruned), data, task, runner
+    source: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    max_verify_error: float | None = None
+    journal: Journal | None = None
+
+    @property
+    def final_metric(self) -> float | None:
+        return self.removals[-1].metric if self.removals else self.original_metric
+
+    @property
+    def report(self) -> dict:
+        """The JSON report (schema in the README)."""
+        curves: dict[str, list] = {}
+        metric = self.original_metric
+        for removal in self.removals if metric is not None else ():  # curves need data
+            curve = curves.setdefault(removal.layer, [[0, metric]])
+            curve.append([len(curve), removal.metric])
+            metric = removal.metric
+        return {
+            "kind": "prune", "version": REPORT_VERSION, "model": self.source, **self.settings,
+            "removed": [r.to_dict() for r in self.removals],
+            "original_metric": self.original_metric,
+            "final_metric": self.final_metric,
+            "curves": curves,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "verify_max_abs_error": self.max_verify_error,
+        }
+
+    def save(self, path: str | pathlib.Path, *, report: str | pathlib.Path | None = None,
+             force: bool = False) -> tuple[pathlib.Path, pathlib.Path]:
+        """Writes the model to ``path`` and the report beside it (``report``, default ``path`` with
+        .json), then deletes the run's journal; returns both paths."""
+        path, report_path = output_paths(path, report, force=force, source=self.source)
+        remove_stale_temporaries(path)
+        save_model(self.model, path, force=force, source=self.source)
+        write_json({**self.report, "output": str(path)}, report_path)
+        if self.journal is not None:
+            self.journal.close(remove=True)
+        return path, report_path
+
+
+def output_paths(path: str | pathlib.Path, report: str | pathlib.Path | None = None, *, force: bool,
+                 source: str | None) -> tuple[pathlib.Path, pathlib.Path]:
+    """The model and report paths of a run's outputs (report default: ``path`` with .json), checked
+    to be writable without overwriting the input, each other, or (without ``force``) anything."""
+    path = check_output_path(path, force=force, source=source)
+    report_path = check_output_path(pathlib.Path(report) if report is not None else path.with_suffix(".json"),
+                                    force=force, source=source)
+    if report_path.resolve() == path.resolve():
+        raise OnnxcarError(f"the report would overwrite the model {path}: give the report another path",
+                           arguments=("report",))
+    return path, report_path
+
+
+def prune_model(
+    model: onnx.ModelProto,
+    config: PruneConfig,
+    *,
+    data: DataSpec | None = None,
+    task: str = "classification",
+    runner: RunnerConfig = RunnerConfig(),
+    journal: pathlib.Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    source: str | None = None,
+    progress: Progress = silent,
+) -> PruneResult:
+    """Runs ``config`` on ``model``; see :func:`onnxcar.prune` for the arguments."""
+    start = time.perf_counter()
+    task = Task(task)
+    analysis = analyze(model)
+    groups = select_groups(analysis, config.layers)
+    counts = _removal_counts(analysis, groups, config, has_data=data is not None)
+    scorer = None
+    if data is not None:
+        dataset = load_dataset(data)
+        scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner)
+    importance = make_importance(config.criterion, scorer, config.seed)
+    layers = [analysis.layer_name(g.producers[0]) for g in groups]
+    settings = {
+        "config": {**config.to_dict(), "layers": layers},
+        "data": data.to_dict() if data is not None else None,
+        "task": task.kind,
+        "runner": runner.to_dict(),
+    }
+    arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
+    run_id = fingerprint(model.SerializeToString(), settings, arrays)
+    book = _open_journal(journal, run_id, resume=resume, force=force)
+    try:
+        done = _replayed(book.iterations, analysis, groups, counts) if book is not None else []
+        total = sum(counts.values())
+        finished = sum(len(batch) for batch in done)
+        progress("pruning", finished, total)
+
+        def on_iteration(batch: list[Removal]) -> None:
+            nonlocal finished
+            if book is not None:
+                book.record([r.to_dict() for r in batch])
+            finished += len(batch)
+            last = batch[-1]
+            status = last.layer if last.metric is None else f"{last.layer} metric {last.metric:.4f}"
+            progress("pruning", finished, total, status)
+
+        removals, original = prune_groups(analysis, groups, config, importance, scorer=scorer, done=done,
+                                          on_iteration=on_iteration)
+        progress("pruning", finished, finished)
+        if scorer is not None:
+            scorer.close()
+        scoring = time.perf_counter() - start
+        removed = {int(g.channels[r.channel]) for g in groups for r in removals if r.group == g.id}
+        surgery = remove_and_verify(analysis, removed, config.verify)
+    except BaseException:
+        if book is not None:
+            book.close()
+        raise
+    before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(Plan(analysis, frozenset(removed)))
+    timings = {"scoring": scoring, "surgery": surgery.surgery_s, "verify": surgery.verify_s}
+    return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
+                       surgery.max_verify_error, book)
+
+
+def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig, *, has_data: bool) -> dict[int, int]:
+    """Channels to remove per group; warns where the target asks for more than a group can lose,
+    and refuses a target that removes nothing, or a budget without the data to measure it."""
+    counts = {g.id: config.target.removals(g.size) for g in groups}
+    if isinstance(config.target, MaxDrop):
+        if not has_data:
+            raise OnnxcarError("a max-drop target needs data to measure accuracy", arguments=("max_drop", "data"))
+        return counts
+    for group in groups:
+        name = analysis.layer_name(group.producers[0])
+        if counts[group.id] == 0:
+            log.warning("the target removes no filter from %s (%d filters)", name, group.size)
+        elif isinstance(config.target, Count) and config.target.value > counts[group.id]:
+            log.warning("%s has %d filters: removing %d, since one must stay", name, group.size, counts[group.id])
+    if not any(counts.values()):
+        raise OnnxcarError("the target removes no filter from any selected layer; raise it",
+                           arguments=("ratio", "count"))
+    return counts
+
+
+def _open_journal(path: pathlib.Path | None, run_id: str, *, resume: bool, force: bool) -> Journal | None:
+    if path is None:
+        return None
+    if path.exists() and not (resume or force):
+        raise OnnxcarError(f"{path} exists from an earlier run: resume it, or start afresh",
+                           arguments=("resume", "force"))
+    return Journal(path, run_id, resume=resume)
+
+
+def _replayed(
+    iterations: list[list[dict]], analysis: Analysis, groups: list[Group], counts: dict[int, int]
+) -> list[list[Removal]]:
+    """The journal's iterations as removals, each entry checked against the groups this run prunes."""
+    by_id = {g.id: g for g in groups}
+    names = {g.id: analysis.layer_name(g.producers[0]) for g in groups}
+    position = {g.id: i for i, g in enumerate(groups)}
+    seen: dict[int, set[int]] = {g.id: set() for g in groups}
+    done, last = [], 0
+    for entries in iterations:
+        batch = []
+        for entry in entries:
+            removal = _removal(entry)
+            if removal is None or names.get(removal.group) != removal.layer:
+                raise OnnxcarError("the journal holds an entry this run cannot replay; delete it to start afresh")
+            group = by_id[removal.group]
+            if not 0 <= removal.channel < group.size or removal.channel in seen[group.id]:
+                raise OnnxcarError(f"the journal removes channel {removal.channel} of {removal.layer} twice or out of "
+                                   f"range (it has {group.size}); delete it to start afresh")
+            if position[group.id] < last:
+                raise OnnxcarError("the journal prunes layers out of order; delete it to start afresh")
+            seen[group.id].add(removal.channel)
+            last = position[group.id]
+            batch.append(removal)
+        if not batch:
+            raise OnnxcarError("the journal holds an empty iteration; delete it to start afresh")
+        done.append(batch)
+    over = [g for g in groups if len(seen[g.id]) > counts[g.id]]
+    if over:
+        raise OnnxcarError("the journal removes more channels than the target allows; delete it to start afresh")
+    return done
+
+
+def _removal(entry: dict) -> Removal | None:
+    """The removal an entry records, or None when a field is missing or of the wrong type."""
+    number = (int, float)
+    checks = {"group": int, "layer": str, "channel": int, "score": number, "iteration": int}
+    if set(entry) != {*checks, "metric"}:
+        return None
+    if any(isinstance(entry[k], bool) or not isinstance(entry[k], t) for k, t in checks.items()):
+        return None
+    if entry["metric"] is not None and (isinstance(entry["metric"], bool) or not isinstance(entry["metric"], number)):
+        return None
+    return Removal(entry["group"], entry["layer"], entry["channel"], float(entry["score"]),
+                   None if entry["metric"] is None else float(entry["metric"]), entry["iteration"])
