@@ -12,15 +12,8 @@ import json
 import pathlib
 import time
 
-from onnxcar.data import DataSpec, Preprocess, load_dataset
-from onnxcar.graph import analyze
-from onnxcar.importance import DataScorer, make_importance
-from onnxcar.importance.batch import evaluate, make_batch
-from onnxcar.importance.evaluator import Task
+import onnxcar
 from onnxcar.io import load_model, save_model
-from onnxcar.pruning.config import PruneConfig, Target
-from onnxcar.pruning.driver import prune
-from onnxcar.runners.config import RunnerConfig
 
 CRITERIA = ("car", "l1", "l2", "mean-act", "apoz", "random")
 
@@ -40,31 +33,28 @@ def main() -> None:
     args = parser.parse_args()
 
     model = load_model(args.model)
-    config = RunnerConfig(device="cpu")
-    task = Task()
-    preprocess = Preprocess.preset("cifar10")
-    prune_set = make_batch(model, load_dataset(DataSpec(args.prune_data, preprocess=preprocess, limit=args.prune_images)), task, config)
-    test_set = make_batch(model, load_dataset(DataSpec(args.test_data, preprocess=preprocess)), task, config)
-    original = evaluate(model, test_set, task, config)["top1"]
-    print(f"original: test top-1 {original:.2%} on {len(test_set.targets)} images; pruning set {len(prune_set.targets)} images")
-    results = {"original_test_top1": original, "ratio": args.ratio, "per_iter": args.per_iter,
-               "prune_images": len(prune_set.targets), "test_images": len(test_set.targets), "runs": []}
+    runner = onnxcar.RunnerConfig(device="cpu")
+    prune_data = onnxcar.Data(args.prune_data, preprocess="cifar10", limit=args.prune_images)
+    test_data = onnxcar.Data(args.test_data, preprocess="cifar10")
+    original = onnxcar.evaluate(model, test_data, runner=runner)
+    prune_images = onnxcar.evaluate(model, prune_data, runner=runner).n
+    print(f"original: test top-1 {original.top1:.2%} on {original.n} images; pruning set {prune_images} images")
+    results = {"original_test_top1": original.top1, "ratio": args.ratio, "per_iter": args.per_iter,
+               "prune_images": prune_images, "test_images": original.n, "runs": []}
     criteria = args.criteria.split(",")
     for layer in args.layers.split(","):
         for criterion in criteria:
             start = time.perf_counter()
-            scorer = DataScorer(prune_set, task, config)
-            run = PruneConfig(criterion, Target(ratio=args.ratio), (layer,), args.per_iter)
-            result = prune(analyze(model), run, make_importance(criterion, scorer), scorer=scorer)
-            top1 = evaluate(result.model, test_set, task, config)["top1"]
+            result = onnxcar.prune(model, data=prune_data, criterion=criterion, target=onnxcar.Ratio(args.ratio),
+                                   layers=[layer], per_iter=args.per_iter, runner=runner)
+            top1 = onnxcar.evaluate(result.model, test_data, runner=runner).top1
             if args.save_dir:
                 save_model(result.model, pathlib.Path(args.save_dir) / f"{layer}_{criterion}.onnx", force=True)
-            summary = result.summary()
             results["runs"].append({"layer": layer, "criterion": criterion, "test_top1": top1,
-                                    "removed": len(result.removals), "curve": summary["curves"][layer],
+                                    "removed": len(result.removals), "curve": result.report["curves"][layer],
                                     "seconds": round(time.perf_counter() - start, 1)})
             print(f"  {layer} {criterion:8s} removed {len(result.removals):3d}: test top-1 {top1:.2%} "
-                  f"(pruning set {summary['final_metric']:.2%}) in {time.perf_counter() - start:.0f} s", flush=True)
+                  f"(pruning set {result.final_metric:.2%}) in {time.perf_counter() - start:.0f} s", flush=True)
     print(markdown_table(results, criteria))
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from onnxcar.data.sources import npz_dtype
-from onnxcar.data.spec import PRESETS, DataSpec, Preprocess
+from onnxcar.data.options import data_spec
+from onnxcar.data.spec import PRESETS, DataSpec
 from onnxcar.errors import OnnxcarError
 
 
@@ -70,54 +70,15 @@ def data_options(required: bool):
     return decorate
 
 
-def data_spec_from_options(
-    *,
-    data: str | None,
-    images_key: str,
-    labels_key: str,
-    no_labels: bool,
-    preprocess: str | None,
-    resize: int | None,
-    crop: int | None,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    layout: str | None,
-    input_name: str | None,
-    limit: int | None,
-    split: float | None,
-    seed: int,
-) -> DataSpec | None:
+def data_spec_from_options(*, data: str | None, **options) -> DataSpec | None:
     """The DataSpec the data options describe; None when ``--data`` is not given."""
-    overrides = {"resize": resize, "crop": crop, "mean": mean, "std": std, "layout": layout, "input_name": input_name}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
     if data is None:
-        extra = {**overrides, "preprocess": preprocess, "limit": limit, "split": split}
-        given = [name for name, value in extra.items() if value is not None]
+        given = [name for name in ("resize", "crop", "mean", "std", "layout", "input_name", "preprocess", "limit",
+                                   "split") if options[name] is not None]
         if given:
             raise OnnxcarError(f"--{given[0].replace('_', '-')} needs --data")
         return None
-    return DataSpec(
-        path=data,
-        images_key=images_key,
-        labels_key=None if no_labels else labels_key,
-        preprocess=Preprocess.preset(preprocess or _default_preset(data, images_key), **overrides),
-        limit=limit,
-        split=split,
-        seed=seed,
-    )
-
-
-def _default_preset(data: str, images_key: str) -> str:
-    """``none`` for float .npz images; any other data must name its preprocessing."""
-    path = Path(data)
-    if path.is_file() and path.name.lower().endswith(".npz"):
-        dtype = npz_dtype(path, images_key)
-        if dtype.kind == "f":
-            return "none"
-        found = f"{dtype} images"
-    else:
-        found = "image files"
-    raise OnnxcarError(f"{data} holds {found}: choose --preprocess {', '.join(PRESETS)}")
+    return data_spec(data, **options)
 
 
 def output_options(command):

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxcar.errors import OnnxcarError
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
@@ -16,6 +17,10 @@ class Task:
     """Classification (accuracy, higher is better) or regression (MSE, lower is better)."""
 
     kind: str = "classification"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("classification", "regression"):
+            raise OnnxcarError(f"task must be classification or regression, got {self.kind!r}", arguments=("task",))
 
     @property
     def higher_is_better(self) -> bool:

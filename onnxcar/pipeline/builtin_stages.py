@@ -1,0 +1,144 @@
+"""The built-in stage kinds: prune, finetune and evaluate."""
+
+from dataclasses import dataclass
+
+import onnx
+
+import onnxcar
+from onnxcar.data import DataSpec, load_dataset
+from onnxcar.graph import analyze
+from onnxcar.importance import CRITERIA
+from onnxcar.importance.batch import make_batch
+from onnxcar.importance.evaluator import Task
+from onnxcar.pipeline.stages import StageContext, StageOutput, register_stage, require_roles, small
+from onnxcar.pruning.config import PruneConfig
+from onnxcar.pruning.driver import select_groups
+from onnxcar.pruning.targets import MaxDrop, target_from
+from onnxcar.runners.config import RunnerConfig
+
+
+def _check_data(model: onnx.ModelProto, spec: DataSpec, task: str) -> None:
+    """Reads a few items of ``spec`` and checks them against ``model``'s input and output."""
+    make_batch(model, load_dataset(small(spec)), Task(task), RunnerConfig(device="cpu"))
+
+
+@dataclass(frozen=True)
+class PruneStage:
+    config: PruneConfig
+    task: str = "classification"
+    kind = "prune"
+    metrics = ("pruning_metric",)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        needs_data = CRITERIA.get(self.config.criterion).needs_data or isinstance(self.config.target, MaxDrop)
+        return ("prune",) if needs_data else ()
+
+    def settings(self) -> dict:
+        return {"config": self.config.to_dict(), "task": self.task}
+
+    def check(self, model: onnx.ModelProto, data: dict[str, DataSpec]) -> None:
+        require_roles(self, data)
+        select_groups(analyze(model), self.config.layers)
+        if "prune" in self.roles:
+            _check_data(model, data["prune"], self.task)
+
+    def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
+        c = self.config
+        result = onnxcar.prune(model, target=c.target, criterion=c.criterion, layers=c.layers,
+                               data=context.data.get("prune") if self.roles else None, per_iter=c.per_iter,
+                               seed=c.seed, verify=c.verify, task=self.task, runner=context.runner,
+                               journal=context.workdir / "prune.journal", resume=True, progress=context.progress)
+        result.journal.close(remove=True)
+        return StageOutput(result.model, result.report, {"pruning_metric": result.final_metric})
+
+
+@register_stage("prune", {"criterion": "str", "layers": "strs", "ratio": "float", "count": "int",
+                          "max_drop": "float", "per_iter": "int", "random_seed": "int", "verify": "bool", "task": "str"})
+def _prune(options: dict) -> PruneStage:
+    target = target_from(options.get("ratio"), options.get("count"), options.get("max_drop"))
+    criterion = options.get("criterion", "l1")
+    CRITERIA.get(criterion)
+    task = options.get("task", "regression" if criterion == "rar" else "classification")
+    config = PruneConfig(criterion, target, options.get("layers", ()), options.get("per_iter", 1),
+                         options.get("random_seed", 0), options.get("verify", True))
+    return PruneStage(config, Task(task).kind)
+
+
+@dataclass(frozen=True)
+class FinetuneStage:
+    config: object  # onnxcar.bridge.finetune_config.FinetuneConfig
+    teacher: str | None  # "original", a model path, or None
+    kind = "finetune"
+    roles = ("train", "val")
+    metrics = ("val_before", "val_after")
+
+    def settings(self) -> dict:
+        return {"config": self.config.to_dict(), "teacher": self.teacher}
+
+    def check(self, model: onnx.ModelProto, data: dict[str, DataSpec]) -> None:
+        from onnxcar.bridge import require_torch
+
+        require_torch("the finetune stage")
+        require_roles(self, data)
+        for role in self.roles:
+            _check_data(model, data[role], self.config.task)
+
+    def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
+        teacher = context.original if self.teacher == "original" else self.teacher
+        checkpoint = context.workdir / "finetune.ckpt"
+        result = onnxcar.finetune(model, context.data["train"], context.data["val"], self.config, teacher=teacher,
+                                  checkpoint=checkpoint, resume=True, progress=context.progress)
+        checkpoint.unlink(missing_ok=True)
+        return StageOutput(result.model, result.summary(), {"val_before": result.before, "val_after": result.after})
+
+
+@register_stage("finetune", {"epochs": "int", "lr": "float", "batch_size": "int", "optimizer": "str",
+                             "schedule": "str", "weight_decay": "float", "momentum": "float", "augment": "bool",
+                             "keep_sparsity": "bool", "teacher": "str", "distill_weight": "float",
+                             "temperature": "float", "device": "str", "seed": "int", "task": "str"})
+def _finetune(options: dict) -> FinetuneStage:
+    from onnxcar.bridge.finetune_config import FinetuneConfig
+
+    settings = {k: v for k, v in options.items() if k != "teacher"}
+    return FinetuneStage(FinetuneConfig(**settings), options.get("teacher"))
+
+
+@dataclass(frozen=True)
+class EvaluateStage:
+    role: str = "test"
+    task: str = "classification"
+    kind = "evaluate"
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return (self.role,)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("mse", "original_mse") if self.task == "regression" else ("top1", "original_top1", "top1_drop")
+
+    def settings(self) -> dict:
+        return {"data": self.role, "task": self.task}
+
+    def check(self, model: onnx.ModelProto, data: dict[str, DataSpec]) -> None:
+        require_roles(self, data)
+        _check_data(model, data[self.role], self.task)
+
+    def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
+        spec = context.data[self.role]
+        now = onnxcar.evaluate(model, spec, task=self.task, runner=context.runner, progress=context.progress)
+        before = onnxcar.evaluate(context.original, spec, task=self.task, runner=context.runner,
+                                  progress=context.progress)
+        if self.task == "regression":
+            metrics = {"mse": now.mse, "original_mse": before.mse}
+        else:
+            metrics = {"top1": now.top1, "original_top1": before.top1,
+                       "top1_drop": 100.0 * (before.top1 - now.top1)}
+        return StageOutput(model, {"model": now.to_dict(), "original": before.to_dict()}, metrics)
+
+
+@register_stage("evaluate", {"data": "str", "task": "str"})
+def _evaluate(options: dict) -> EvaluateStage:
+    return EvaluateStage(options.get("data", "test"), Task(options.get("task", "classification")).kind)
+

@@ -1,0 +1,140 @@
+"""Recipes: a TOML file naming a model, its data by role, the stages to run, the gates and the outputs.
+
+    model = "model.onnx"
+    [data.prune]
+    path = "prune.npz"
+    preprocess = "cifar10"
+    [[stages]]
+    kind = "prune"
+    criterion = "car"
+    layers = ["conv1"]
+    ratio = 0.5
+    [gates]
+    max_top1_drop = 1.0
+
+Relative paths are relative to the recipe's folder. Every key is checked up front; a mistake is
+one error that names the key (or, for TOML syntax, the line).
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onnxcar.data import DataSpec
+from onnxcar.data.options import data_spec
+from onnxcar.pipeline.gates import GATES
+from onnxcar.pipeline.schema import RecipeError, refine, take
+from onnxcar.pipeline.stages import STAGES, Stage
+from onnxcar.runners.config import RunnerConfig
+
+ROLES = ("prune", "train", "val", "test")
+_TOP_LEVEL = {"model", "data", "stages", "gates", "runner", "outputs"}
+_DATA = {"path": "str", "preprocess": "str", "images_key": "str", "labels_key": "str", "no_labels": "bool",
+         "resize": "int", "crop": "int", "mean": "floats", "std": "floats", "layout": "str", "input_name": "str",
+         "limit": "int", "split": "float", "split_part": "str", "seed": "int"}
+_RUNNER = {"runner": "str", "device": "str", "precision": "str", "threads": "int", "batch_size": "int"}
+_OUTPUTS = {"model": "str", "report": "str"}
+# metrics every run measures at its end, whatever its stages
+ALWAYS_MEASURED = ("params", "macs", "size_bytes", "size_ratio", "latency_ms")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """File names of the final artifacts inside the output folder."""
+
+    model: str = "model.onnx"
+    report: str = "report.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    source: Path
+    model: Path
+    data: dict[str, DataSpec]
+    stages: tuple[Stage, ...]
+    gates: dict[str, float] = field(default_factory=dict)
+    runner: RunnerConfig = RunnerConfig()
+    outputs: Outputs = Outputs()
+
+    def inputs(self) -> set[Path]:
+        """Every file the recipe reads, itself included."""
+        return {self.source.resolve(), self.model.resolve(), *(Path(spec.path).resolve() for spec in self.data.values())}
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    """Reads and validates the recipe at ``path``."""
+    source = Path(path)
+    name = str(source)
+    try:
+        with open(source, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as err:
+        raise RecipeError(f"cannot read the recipe {name}: {err.strerror or err}") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise RecipeError(f"{name}: not valid TOML: {err}") from err
+    unknown = sorted(set(table) - _TOP_LEVEL)
+    if unknown:
+        raise RecipeError(f"{name}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_LEVEL))})")
+    if not isinstance(table.get("model"), str):
+        raise RecipeError(f"{name}: model must be the path of an ONNX file")
+    folder = source.parent
+    model = _existing(folder, table["model"], name, "model")
+    data = _data(table.get("data", {}), folder, name)
+    stages = _stages(table.get("stages"), name)
+    gates = _gates(table.get("gates", {}), stages, name)
+    runner = refine(name, "runner", lambda: RunnerConfig(**take(table.get("runner", {}), "runner", _RUNNER, name)))
+    outputs = Outputs(**take(table.get("outputs", {}), "outputs", _OUTPUTS, name))
+    for key, value in vars(outputs).items():
+        if not value or Path(value).name != value:
+            raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder, got {value!r}")
+    if outputs.model == outputs.report:
+        raise RecipeError(f"{name}: outputs.model and outputs.report name the same file {outputs.model!r}")
+    return Recipe(source, model, data, stages, gates, runner, outputs)
+
+
+def _existing(folder: Path, value: str, name: str, key: str) -> Path:
+    path = folder / Path(value).expanduser()
+    if not path.exists():
+        raise RecipeError(f"{name}: {key}: {path} does not exist")
+    return path
+
+
+def _data(tables, folder: Path, name: str) -> dict[str, DataSpec]:
+    if not isinstance(tables, dict):
+        raise RecipeError(f"{name}: data must hold tables [data.ROLE] (roles: {', '.join(ROLES)})")
+    specs = {}
+    for role, table in tables.items():
+        if role not in ROLES:
+            raise RecipeError(f"{name}: data.{role}: unknown role (known: {', '.join(ROLES)})")
+        options = take(table, f"data.{role}", _DATA, name)
+        if "path" not in options:
+            raise RecipeError(f"{name}: data.{role}.path is missing")
+        path = _existing(folder, options.pop("path"), name, f"data.{role}.path")
+        specs[role] = refine(name, f"data.{role}", lambda: data_spec(str(path), **options))
+    return specs
+
+
+def _stages(tables, name: str) -> tuple[Stage, ...]:
+    if not isinstance(tables, list) or not tables:
+        raise RecipeError(f"{name}: stages must be one or more [[stages]] tables")
+    stages = []
+    for index, table in enumerate(tables):
+        where = f"stages[{index}]"
+        if not isinstance(table, dict) or not isinstance(table.get("kind"), str):
+            raise RecipeError(f"{name}: {where}.kind must name a stage kind ({', '.join(STAGES.names())})")
+        options = dict(table)
+        kind = refine(name, f"{where}.kind", lambda: STAGES.get(options.pop("kind")))
+        checked = take(options, where, kind.options, name)
+        stages.append(refine(name, where, lambda: kind.build(checked)))
+    return tuple(stages)
+
+
+def _gates(table, stages: tuple[Stage, ...], name: str) -> dict[str, float]:
+    gates = take(table, "gates", {gate: "float" for gate in GATES}, name)
+    produced = {*ALWAYS_MEASURED, *(metric for stage in stages for metric in stage.metrics)}
+    for gate in gates:
+        if GATES[gate].metric not in produced:
+            raise RecipeError(f"{name}: gates.{gate} reads {GATES[gate].metric}, which no stage measures "
+                              "(add an evaluate stage)")
+    return gates

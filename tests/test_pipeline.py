@@ -1,0 +1,202 @@
+"""``onnxcar run``: a recipe end to end on the sample, its cache, gates and exit codes, resume
+after a kill between stages, and one-line errors for bad recipes."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+from onnxcar.cli.main import main
+from tests.test_prune import cli_command
+
+SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "samples"
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "sample_recipe.toml"
+
+SMALL = f"""
+model = "{SAMPLES / 'alexnet_cifar10.onnx'}"
+
+[data.prune]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+limit = 100
+
+[data.train]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+split = 0.2
+split_part = "rest"
+limit = 200
+
+[data.val]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+split = 0.2
+limit = 100
+
+[data.test]
+path = "{SAMPLES / 'cifar10_test_2000.npz'}"
+preprocess = "cifar10"
+limit = 300
+
+[[stages]]
+kind = "prune"
+criterion = "car"
+layers = ["conv1"]
+ratio = 0.25
+per_iter = 6
+
+[[stages]]
+kind = "finetune"
+epochs = 1
+lr = 0.002
+teacher = "original"
+
+[[stages]]
+kind = "evaluate"
+
+[gates]
+max_top1_drop = {{drop}}
+max_params = 2_000_000
+"""
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def recipe(tmp_path, drop: float = 50.0, text: str = SMALL) -> pathlib.Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text.replace("{drop}", str(drop)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The small recipe run once, uninterrupted."""
+    root = tmp_path_factory.mktemp("recipe")
+    out = root / "out"
+    result = invoke("run", recipe(root), "--output-dir", out, "--junit", root / "gates.xml", "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return root, out, json.loads(result.stdout)
+
+
+def test_the_recipe_writes_its_artifacts_and_passes_its_gates(finished):
+    root, out, report = finished
+    assert report["kind"] == "pipeline" and report["passed"]
+    assert [s["kind"] for s in report["stages"]] == ["prune", "finetune", "evaluate"]
+    assert not any(s["cached"] for s in report["stages"])
+    metrics = report["metrics"]
+    assert metrics["params"] < 1_989_258 and metrics["size_ratio"] > 1
+    assert metrics["top1_drop"] == pytest.approx(100 * (metrics["original_top1"] - metrics["top1"]))
+    assert json.loads((out / "report.json").read_text()) == report
+    assert (out / "model.onnx").stat().st_size == metrics["size_bytes"]
+    cases = ET.parse(root / "gates.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == ["max_top1_drop", "max_params"]
+
+
+def test_a_rerun_takes_every_stage_from_the_cache(finished):
+    root, out, report = finished
+    again = invoke("run", root / "recipe.toml", "--output-dir", out, "--json")
+    assert again.exit_code == 0, again.stderr
+    rerun = json.loads(again.stdout)
+    assert all(s["cached"] for s in rerun["stages"])
+    assert rerun["metrics"] == report["metrics"]
+
+
+def test_a_failed_gate_exits_3_and_still_writes_the_artifacts(tmp_path, finished):
+    root, out, report = finished
+    strict = recipe(tmp_path, drop=-100.0)  # a test top-1 gain of 100 points: cannot pass
+    result = invoke("run", strict, "--output-dir", out, "--junit", tmp_path / "gates.xml")
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    error = result.stderr.splitlines()[-1]  # after the progress bars
+    assert error.startswith("onnxcar: error: 1 of 2 gates failed: max_top1_drop") and "FAILED by" in error
+    saved = json.loads((out / "report.json").read_text())
+    assert not saved["passed"] and saved["gates"][0]["name"] == "max_top1_drop"
+    failure = ET.parse(tmp_path / "gates.xml").getroot().find(".//testcase[@name='max_top1_drop']/failure")
+    assert failure is not None and "FAILED" in failure.get("message")
+    assert all(s["cached"] for s in saved["stages"])  # the gate changed, not the stages
+
+
+def test_dry_run_checks_and_runs_nothing(tmp_path):
+    result = invoke("run", recipe(tmp_path), "--output-dir", tmp_path / "out", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)["plan"]
+    assert [(p["kind"], p["data"]) for p in plan] == [("prune", ["prune"]), ("finetune", ["train", "val"]),
+                                                        ("evaluate", ["test"])]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_stages_resumes_at_the_stage_it_was_in(tmp_path, finished):
+    root, out, report = finished
+    path = recipe(tmp_path)
+    target = tmp_path / "out"
+    process = subprocess.Popen([*cli_command(), "-q", "run", str(path), "--output-dir", str(target)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not list((target / ".cache").glob("00-prune-*.json")):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "the prune stage never finished"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stderr.close()
+    assert not (target / "model.onnx").exists()
+    resumed = invoke("run", path, "--output-dir", target, "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    stages = json.loads(resumed.stdout)["stages"]
+    assert [s["cached"] for s in stages] == [True, False, False]
+    assert (target / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+
+
+BAD_RECIPES = [
+    # (what, edit of the small recipe, fragment the one-line error holds)
+    ("unknown-key", lambda t: t.replace("per_iter = 6", "per_iteration = 6"), "stages[0]: unknown key 'per_iteration'"),
+    ("unknown-kind", lambda t: t.replace('kind = "evaluate"', 'kind = "deploy"'), "stages[2].kind"),
+    ("wrong-type", lambda t: t.replace("ratio = 0.25", 'ratio = "half"'), "stages[0].ratio must be a number"),
+    ("bad-value", lambda t: t.replace("ratio = 0.25", "ratio = 1.5"), "stages[0]: a ratio must lie"),
+    ("missing-model", lambda t: t.replace("alexnet_cifar10.onnx", "nope.onnx"), "model:"),
+    ("missing-data", lambda t: t.replace("cifar10_test_2000.npz", "nope.npz"), "data.test.path"),
+    ("unknown-role", lambda t: t.replace("[data.test]", "[data.holdout]"), "data.holdout: unknown role"),
+    ("unknown-gate", lambda t: t.replace("max_params", "max_weights"), "gates: unknown key 'max_weights'"),
+    ("gate-without-metric", lambda t: t.replace('[[stages]]\nkind = "evaluate"\n', ""), "gates.max_top1_drop reads"),
+    ("unknown-layer", lambda t: t.replace('layers = ["conv1"]', 'layers = ["conv9"]'), "no layer named 'conv9'"),
+    ("toml-syntax", lambda t: t.replace("epochs = 1", "epochs = = 1"), "line"),
+    ("unknown-top-level", lambda t: "name = 'x'\n" + t, "unknown key 'name'"),
+    ("output-is-input", lambda t: t + '\n[outputs]\nmodel = "recipe.toml"\n', "also an input"),
+    ("output-not-a-name", lambda t: t + '\n[outputs]\nmodel = "../m.onnx"\n', "outputs.model must be a file name"),
+    ("same-outputs", lambda t: t + '\n[outputs]\nmodel = "a.json"\nreport = "a.json"\n', "the same file"),
+]
+
+
+@pytest.mark.parametrize("what, edit, fragment", BAD_RECIPES, ids=[b[0] for b in BAD_RECIPES])
+def test_a_bad_recipe_is_one_line_and_writes_nothing(tmp_path, what, edit, fragment):
+    path = tmp_path / "recipe.toml"
+    path.write_text(edit(SMALL.replace("{drop}", "5")))
+    out = tmp_path if what == "output-is-input" else tmp_path / "out"
+    before = sorted(tmp_path.iterdir())
+    result = invoke("run", path, "--output-dir", out, "--force")
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("onnxcar: error: ") and fragment in lines[0], result.stderr
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_an_output_folder_of_other_files_needs_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = invoke("run", recipe(tmp_path), "--output-dir", out, "--dry-run")
+    assert result.exit_code == 2 and "holds files of something else" in result.stderr, result.stderr
+
+
+def test_the_shipped_example_recipe_is_valid(tmp_path):
+    result = invoke("run", EXAMPLE, "--output-dir", tmp_path / "out", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [p["kind"] for p in json.loads(result.stdout)["plan"]] == ["prune", "finetune", "evaluate"]
