@@ -218,7 +218,7 @@ def check_output_path(path: str | os.PathLike, *, force: bool, source: str | os.
     if out.is_dir():
         raise OnnxcarError(f"cannot write {out}: it is a folder")
     if out.exists() and not force:
-        raise OnnxcarError(f"cannot write {out}: it exists (use --force to overwrite it)")
+        raise OnnxcarError(f"cannot write {out}: it exists; overwrite it only by force", arguments=("force",))
     return out
 
 

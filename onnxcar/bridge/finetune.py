@@ -81,7 +81,8 @@ def finetune(
     run_id = fingerprint(model, teacher, train, val, config)
     if checkpoint is not None and checkpoint.exists():
         if not resume:
-            raise OnnxcarError(f"{checkpoint} exists from an earlier run: pass --resume to continue it, or --force")
+            raise OnnxcarError(f"{checkpoint} exists from an earlier run: resume it, or start afresh",
+                               arguments=("resume", "force"))
         trainer.load(load_checkpoint(checkpoint, run_id))
     for epoch in range(len(trainer.history), config.epochs + 1):  # epoch 0: the model before training
         began = time.perf_counter()
@@ -95,7 +96,7 @@ def finetune(
         if on_epoch:
             on_epoch(record)
     if trainer.best_state is None:
-        raise OnnxcarError("no epoch gave a finite validation metric: lower --lr")
+        raise OnnxcarError("no epoch gave a finite validation metric: lower the learning rate", arguments=("lr",))
     trainer.module.load_state_dict(trainer.best_state)
     return FinetuneResult(write_back(model, trainer.module), trainer.history, trainer.best_epoch, trainer.metric,
                           time.perf_counter() - start)
@@ -132,7 +133,8 @@ class _Trainer:
         self.train_y = None if train.labels is None else targets(train)
         self.val_x = to_tensor(val.images)
         if val.labels is None and self.teacher is None:
-            raise OnnxcarError("the validation data has no labels: give a teacher (--teacher) to measure agreement")
+            raise OnnxcarError("the validation data has no labels: give a teacher to measure agreement",
+                               arguments=("teacher",))
         self.val_y = self._teacher_labels(self.val_x) if val.labels is None else targets(val)
         self.history: list[dict] = []
         self.best_state: dict | None = None
@@ -162,7 +164,8 @@ class _Trainer:
         self.scheduler.step()
         mean = total / sum(len(b) for b in batches)
         if not math.isfinite(mean):
-            raise OnnxcarError(f"training diverged in epoch {epoch} (loss {mean}): lower --lr")
+            raise OnnxcarError(f"training diverged in epoch {epoch} (loss {mean}): lower the learning rate",
+                               arguments=("lr",))
         return mean
 
     def _loss(self, logits, x, index):

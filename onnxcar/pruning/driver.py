@@ -81,30 +81,53 @@ def iterations(
     An importance whose scores depend on earlier removals (CAR, RAR) is rescored after every
     iteration on the network pruned so far, and asked only for its lowest scores when it can
     find them without computing the rest (``importance.search``); any other ranks the group
-    once. Ties go to the lowest channel index. With a scorer, each iteration records the metric
-    it leaves, and the loop stops before an iteration that would exceed the budget. Iterations
-    are numbered from ``first``.
+    once, and each iteration takes the next channels of that ranking. Ties go to the lowest
+    channel index. With a scorer, each iteration records the metric it leaves, and the loop
+    stops before an iteration that would exceed the budget. Iterations are numbered from ``first``.
     """
     name = analysis.layer_name(group.producers[0])
     rescore = getattr(importance, "depends_on_removals", True)
-    scores = None if rescore else np.asarray(importance(analysis, group, removed), dtype=np.float64)
+    ranking = None if rescore else _Ranking(analysis, group, importance, removed)
+    removed = set(removed)
     done, iteration = 0, first
     while done < removals:
         wanted = min(per_iter, removals - done)
         if rescore:
-            scores, picks = _rescored_picks(importance, analysis, group, removed, wanted)
+            scores, picks = _rescored_picks(importance, analysis, group, frozenset(removed), wanted)
         else:
-            picks = _picks(Survivors(analysis, group, removed), scores, np.ones(group.size, dtype=bool), wanted)
+            scores, picks = ranking.scores, ranking.take(wanted)
         if not picks:
             return  # every remaining channel is the last one of some tensor
-        trial = removed | group.channel_ids(picks)
-        metric = scorer.metric(analysis, group, trial) if scorer is not None else None
+        gone = group.channel_ids(picks)
+        metric = scorer.metric(analysis, group, frozenset(removed | gone)) if scorer is not None else None
         if budget.exceeded(metric):
             return
-        removed = trial
+        removed |= gone
         done += len(picks)
         yield [Removal(group.id, name, index, float(scores[index]), metric, iteration) for index in picks]
         iteration += 1
+
+
+class _Ranking:
+    """One ranking of a group whose scores do not depend on removals, taken from the lowest on."""
+
+    def __init__(self, analysis: Analysis, group: Group, importance: Importance, removed: frozenset[int]):
+        self.scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
+        self._order = iter(np.lexsort((np.arange(group.size), self.scores)).tolist())
+        self._survivors = Survivors(analysis, group, removed)
+
+    def take(self, count: int) -> list[int]:
+        """The next ``count`` channels of the ranking that leave every tensor a channel (fewer at its end).
+
+        A channel that cannot go now never can, since tensors only lose channels.
+        """
+        picks = []
+        for index in self._order:
+            if self._survivors.take(index):
+                picks.append(index)
+                if len(picks) == count:
+                    break
+        return picks
 
 
 def greedy(analysis: Analysis, group: Group, importance: Importance, removals: int, **options) -> Iterator[Removal]:

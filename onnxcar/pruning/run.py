@@ -111,6 +111,7 @@ def prune_model(
     start = time.perf_counter()
     task = Task(task)
     analysis = analyze(model)
+    analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)
     scorer = None
@@ -125,9 +126,11 @@ def prune_model(
         "task": task.kind,
         "runner": runner.to_dict(),
     }
-    arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
-    run_id = fingerprint(model.SerializeToString(), settings, arrays)
-    book = _open_journal(journal, run_id, resume=resume, force=force)
+    book = None
+    if journal is not None:
+        arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
+        book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
+                             force=force)
     try:
         done = _replayed(book.iterations, analysis, groups, counts) if book is not None else []
         total = sum(counts.values())
@@ -148,15 +151,17 @@ def prune_model(
         progress("pruning", finished, finished)
         if scorer is not None:
             scorer.close()
-        scoring = time.perf_counter() - start
-        removed = {int(g.channels[r.channel]) for g in groups for r in removals if r.group == g.id}
+        scoring = time.perf_counter() - analysed
+        by_id = {g.id: g for g in groups}
+        removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
         surgery = remove_and_verify(analysis, removed, config.verify)
     except BaseException:
         if book is not None:
             book.close()
         raise
     before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(Plan(analysis, frozenset(removed)))
-    timings = {"scoring": scoring, "surgery": surgery.surgery_s, "verify": surgery.verify_s}
+    timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
+               "verify": surgery.verify_s}
     return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
                        surgery.max_verify_error, book)
 
@@ -181,9 +186,7 @@ def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig
     return counts
 
 
-def _open_journal(path: pathlib.Path | None, run_id: str, *, resume: bool, force: bool) -> Journal | None:
-    if path is None:
-        return None
+def _open_journal(path: pathlib.Path, run_id: str, *, resume: bool, force: bool) -> Journal:
     if path.exists() and not (resume or force):
         raise OnnxcarError(f"{path} exists from an earlier run: resume it, or start afresh",
                            arguments=("resume", "force"))
