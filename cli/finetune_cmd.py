@@ -9,8 +9,7 @@ from onnxcar.bridge import require_torch
 from onnxcar.cli.options import data_options, output_options, task_option
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.errors import OnnxcarError
-from onnxcar.io import check_output_path, save_model
-from onnxcar.report import write_json
+from onnxcar.artifacts import output_paths
 
 
 @click.command("finetune")
@@ -56,8 +55,7 @@ def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimiz
         weight_decay=weight_decay, momentum=momentum, augment=not no_augment, keep_sparsity=keep_sparsity,
         distill_weight=distill_weight, temperature=temperature, device=device, seed=data_spec.seed, task=task,
     )
-    output = check_output_path(output, force=force, source=model)
-    report_path = check_output_path(output.with_suffix(".json"), force=force, source=model)
+    output, report_path = output_paths(output, force=force, source=model)
     checkpoint = checkpoint_path(output)
     if force and not resume:
         checkpoint.unlink(missing_ok=True)
@@ -65,12 +63,8 @@ def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimiz
     with bars(as_json) as progress:
         result = onnxcar.finetune(model, data_spec, val_spec, config, teacher=teacher, checkpoint=checkpoint,
                                   resume=resume, progress=progress)
-    save_model(result.model, output, force=force, source=model)
-    report = {"kind": "finetune", "version": 1, "model": str(model), "output": str(output), "teacher": teacher,
-              "config": config.to_dict(), "data": data_spec.to_dict(), "val_data": val_spec.to_dict(),
-              **result.summary()}
-    write_json(report, report_path)
-    checkpoint.unlink(missing_ok=True)
+    result.save(output, force=force)
+    report = {**result.report, "output": str(output)}
     if as_json:
         emit_json(report)
         return

@@ -8,7 +8,7 @@ import onnxcar
 from onnxcar.cli.options import criterion_option, data_options, layers_option, output_options, runner_options, task_option
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.pruning.journal import journal_path
-from onnxcar.pruning.run import output_paths
+from onnxcar.artifacts import output_paths
 from onnxcar.pruning.targets import target_from
 
 

@@ -10,6 +10,7 @@ Every function takes a model as a path or an ``onnx.ModelProto`` and data as a
     result.save("m_pruned.onnx")          # the model, and its report as m_pruned.json
 """
 
+import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass
@@ -192,20 +193,20 @@ def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, te
     :class:`~onnxcar.bridge.finetune.FinetuneResult` holding the weights of the best epoch on ``val``.
 
     ``config`` is a :class:`~onnxcar.bridge.finetune_config.FinetuneConfig` (default settings
-    when None). ``checkpoint`` is saved after every epoch; ``resume`` continues from it.
+    when None). ``checkpoint`` is saved after every epoch; ``resume`` continues from it, and
+    ``result.save`` deletes it.
 
     >>> result = onnxcar.finetune("pruned.onnx", train, val, onnxcar.FinetuneConfig(epochs=3))
-    >>> result.after, result.model
+    >>> result.after, result.save("tuned.onnx")
     """
     from onnxcar.bridge import require_torch
 
     require_torch("fine-tuning")
     from onnxcar.bridge.finetune import FinetuneConfig, finetune as run_finetune
 
-    proto, _ = _model(model)
-    teacher_model = None if teacher is None else _model(teacher)[0]
+    proto, source = _model(model)
+    teacher_model, teacher_source = (None, None) if teacher is None else _model(teacher)
     config = config or FinetuneConfig()
-
     steps_of: dict[int, int] = {}
 
     def on_batch(epoch: int, step: int, steps: int) -> None:
@@ -218,6 +219,9 @@ def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, te
             progress(f"epoch {epoch}/{config.epochs}", steps_of[epoch], steps_of[epoch],
                      f"loss {record['train_loss']:.4f}  val {record['val']:.4f}")
 
-    return run_finetune(proto, load_dataset(data), load_dataset(val), config, teacher=teacher_model,
-                        checkpoint=None if checkpoint is None else pathlib.Path(checkpoint), resume=resume,
-                        on_batch=on_batch, on_epoch=on_epoch)
+    result = run_finetune(proto, load_dataset(data), load_dataset(val), config, teacher=teacher_model,
+                          checkpoint=None if checkpoint is None else pathlib.Path(checkpoint), resume=resume,
+                          on_batch=on_batch, on_epoch=on_epoch)
+    settings = {"config": config.to_dict(), "data": data.to_dict(), "val_data": val.to_dict(),
+                "teacher": teacher_source}
+    return dataclasses.replace(result, settings=settings, source=source)

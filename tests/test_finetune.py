@@ -149,7 +149,7 @@ def test_resume_gives_the_same_bytes_as_one_straight_run(toy, tmp_path):
     with pytest.raises(_Killed):
         finetune(model, train, val, config, checkpoint=ckpt, on_epoch=_kill_after_first_epoch)
     assert [h["epoch"] for h in torch.load(ckpt, weights_only=True)["history"]] == [0, 1]
-    with pytest.raises(OnnxcarError, match="--resume"):
+    with pytest.raises(OnnxcarError, match="exists from an earlier run: resume it"):
         finetune(model, train, val, config, checkpoint=ckpt)
     with pytest.raises(OnnxcarError, match="different model, data or settings"):
         finetune(model, train, val, FinetuneConfig(epochs=2, lr=0.05, batch_size=16, seed=4), checkpoint=ckpt,

@@ -7,13 +7,14 @@ checks and optimiser set-up live in sibling modules; ``__all__`` re-exports the 
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import onnx
 import torch
 
+from onnxcar.artifacts import save_with_report
 from onnxcar.bridge.augment import augment, augment_layout
 from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
 from onnxcar.bridge.finetune_config import FinetuneConfig
@@ -33,13 +34,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """The model holding the best epoch's weights, and one record per epoch (epoch 0: before training)."""
+    """The model holding the best epoch's weights, and one record per epoch (epoch 0: before training);
+    ``save`` writes it and its report, then deletes the run's checkpoint."""
 
     model: onnx.ModelProto
     history: list[dict]
     best_epoch: int
     metric: str  # "top1" (higher is better) or "mse"
     seconds: float
+    settings: dict = field(default_factory=dict)  # config, data, val_data, teacher: for the report
+    source: str | None = None
+    checkpoint: Path | None = None
 
     @property
     def before(self) -> float:
@@ -54,6 +59,17 @@ class FinetuneResult:
             "metric": self.metric, "before": self.before, "after": self.after, "best_epoch": self.best_epoch,
             "history": self.history, "seconds": round(self.seconds, 3),
         }
+
+    @property
+    def report(self) -> dict:
+        return {"kind": "finetune", "version": 1, "model": self.source, **self.settings, **self.summary()}
+
+    def save(self, path: str | Path, *, force: bool = False) -> tuple[Path, Path]:
+        """Writes the model to ``path`` and the report beside it (.json); returns both paths."""
+        paths = save_with_report(self.model, self.report, path, force=force, source=self.source)
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
+        return paths
 
 
 def finetune(
@@ -99,7 +115,7 @@ def finetune(
         raise OnnxcarError("no epoch gave a finite validation metric: lower the learning rate", arguments=("lr",))
     trainer.module.load_state_dict(trainer.best_state)
     return FinetuneResult(write_back(model, trainer.module), trainer.history, trainer.best_epoch, trainer.metric,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, checkpoint=checkpoint)
 
 
 class _Trainer:

@@ -14,13 +14,12 @@ from onnxcar.graph.cost import Cost, plan_cost
 from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
-from onnxcar.io import check_output_path, remove_stale_temporaries, save_model
+from onnxcar.artifacts import save_with_report
 from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import Removal, prune_groups, remove_and_verify, select_groups
 from onnxcar.pruning.journal import Journal, fingerprint
 from onnxcar.pruning.targets import Count, MaxDrop
-from onnxcar.report import write_json
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.surgery.plan import Plan
 
@@ -72,26 +71,10 @@ class PruneResult:
              force: bool = False) -> tuple[pathlib.Path, pathlib.Path]:
         """Writes the model to ``path`` and the report beside it (``report``, default ``path`` with
         .json), then deletes the run's journal; returns both paths."""
-        path, report_path = output_paths(path, report, force=force, source=self.source)
-        remove_stale_temporaries(path)
-        save_model(self.model, path, force=force, source=self.source)
-        write_json({**self.report, "output": str(path)}, report_path)
+        paths = save_with_report(self.model, self.report, path, report, force=force, source=self.source)
         if self.journal is not None:
             self.journal.close(remove=True)
-        return path, report_path
-
-
-def output_paths(path: str | pathlib.Path, report: str | pathlib.Path | None = None, *, force: bool,
-                 source: str | None) -> tuple[pathlib.Path, pathlib.Path]:
-    """The model and report paths of a run's outputs (report default: ``path`` with .json), checked
-    to be writable without overwriting the input, each other, or (without ``force``) anything."""
-    path = check_output_path(path, force=force, source=source)
-    report_path = check_output_path(pathlib.Path(report) if report is not None else path.with_suffix(".json"),
-                                    force=force, source=source)
-    if report_path.resolve() == path.resolve():
-        raise OnnxcarError(f"the report would overwrite the model {path}: give the report another path",
-                           arguments=("report",))
-    return path, report_path
+        return paths
 
 
 def prune_model(
