@@ -144,6 +144,15 @@ def criterion_option(command):
     )(command)
 
 
+def tie_break_option(command):
+    """Adds ``--tie-break loss|margin|index``."""
+    return click.option(
+        "--tie-break", type=click.Choice(["loss", "margin", "index"]), default="loss", show_default=True,
+        help="Order of filters of equal CAR: least growth of the cross-entropy (loss), least fall of the mean "
+             "top-1 margin (margin), or lowest index (index, the fastest).",
+    )(command)
+
+
 def task_option(command):
     """Adds ``--task classification|regression``."""
     return click.option(

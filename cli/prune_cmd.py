@@ -5,7 +5,9 @@ from pathlib import Path
 import click
 
 import onnxcar
-from onnxcar.cli.options import criterion_option, data_options, layers_option, output_options, runner_options, task_option
+from onnxcar.cli.options import (
+    criterion_option, data_options, layers_option, output_options, runner_options, task_option, tie_break_option,
+)
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.pruning.journal import journal_path
 from onnxcar.artifacts import output_paths
@@ -21,6 +23,7 @@ from onnxcar.pruning.targets import target_from
 @layers_option
 @click.option("--per-iter", type=click.IntRange(min=1), default=1, show_default=True, help="Filters removed per greedy iteration.")
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random criterion.")
+@tie_break_option
 @click.option("--no-verify", is_flag=True, help="Skip checking the pruned model against the masked original.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its journal (OUTPUT.journal).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="JSON report path [default: OUTPUT with .json].")
@@ -28,7 +31,7 @@ from onnxcar.pruning.targets import target_from
 @runner_options
 @task_option
 @output_options
-def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, random_seed, no_verify, resume,
+def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, random_seed, tie_break, no_verify, resume,
                   report_path, data_spec, runner, task, output, force, as_json):
     """Remove filters from MODEL and write the physically smaller model to -o.
 
@@ -44,7 +47,7 @@ def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, ra
     with bars(as_json) as progress:
         result = onnxcar.prune(
             model, target=target, criterion=criterion, layers=layers, data=data_spec, per_iter=per_iter,
-            seed=random_seed, verify=not no_verify, task="regression" if criterion == "rar" else task, runner=runner,
+            seed=random_seed, verify=not no_verify, tie_break=tie_break, task="regression" if criterion == "rar" else task, runner=runner,
             journal=journal, resume=resume, force=force, progress=progress,
         )
     result.save(output, report=report_path, force=overwrite)

@@ -112,6 +112,8 @@ class Scores:
     base: float  # the model's pruning-set accuracy (or MSE)
     by_criterion: dict[str, np.ndarray]
     blocked: str | None = None  # why the layer cannot be pruned; None when it can
+    tie_break: str = "index"
+    tie: np.ndarray | None = None  # the growth of the tie-break key beside CAR (classification, not index)
 
     @property
     def index(self) -> str:
@@ -120,14 +122,17 @@ class Scores:
 
     def to_dict(self) -> dict:
         base_key = "base_top1" if self.task == "classification" else "base_mse"
-        size = len(next(iter(self.by_criterion.values())))
-        filters = [{"index": i, **{name: float(v[i]) for name, v in self.by_criterion.items()}} for i in range(size)]
-        return {"kind": "score", "version": 1, "layer": self.layer, base_key: self.base, "filters": filters}
+        columns = dict(self.by_criterion, **({} if self.tie is None else {"tie": self.tie}))
+        size = len(next(iter(columns.values())))
+        filters = [{"index": i, **{name: float(v[i]) for name, v in columns.items()}} for i in range(size)]
+        return {"kind": "score", "version": 1, "layer": self.layer, base_key: self.base, "tie_break": self.tie_break,
+                "filters": filters}
 
 
 def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classification", seed: int = 0,
-          runner: RunnerConfig = RunnerConfig(), progress: Progress = silent) -> Scores:
-    """Scores each filter of ``layer`` by every registered criterion that fits the task.
+          tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), progress: Progress = silent) -> Scores:
+    """Scores each filter of ``layer`` by every registered criterion that fits the task; for
+    classification, ``tie`` holds the growth of the ``tie_break`` key that orders filters of equal CAR.
 
     >>> scores = onnxcar.score("m.onnx", data, "conv1")
     >>> scores.by_criterion["car"].argmin()      # the filter CAR would remove first
@@ -138,15 +143,18 @@ def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classifi
     analysis = analyze(proto)
     group = analysis.group(layer)
     names = [c.name for c in CRITERIA if c.task in (None, kind.kind)]
+    columns, tie = {}, None
     try:
-        columns = {}
         for name in names:
-            importance = make_importance(name, scorer, seed)
-            columns[name] = np.asarray(importance(analysis, group, frozenset()), dtype=np.float64)
+            keys = np.asarray(make_importance(name, scorer, seed, tie_break)(analysis, group, frozenset()), np.float64)
+            columns[name] = keys if keys.ndim == 1 else keys[:, 0]
+            if keys.ndim == 2:
+                tie = keys[:, 1]
         base = scorer.metric(analysis, group, frozenset())
     finally:
         scorer.close()
-    return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None)
+    return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None,
+                  tie_break, tie)
 
 
 def prune(
@@ -159,6 +167,7 @@ def prune(
     per_iter: int = 1,
     seed: int = 0,
     verify: bool = True,
+    tie_break: str = "loss",
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
     journal: str | os.PathLike | None = None,
@@ -170,7 +179,9 @@ def prune(
 
     Layers are pruned one after another (default: every prunable group); within a layer, each
     iteration rescores the remaining filters on the network pruned so far and removes the
-    ``per_iter`` lowest (ties: lowest index). Data-driven criteria (car, rar, mean-act, apoz)
+    ``per_iter`` lowest. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
+    removal grows the pruning set's cross-entropy least, ``margin`` the one that shrinks the mean
+    top-1 margin least, ``index`` the lowest index. Data-driven criteria (car, rar, mean-act, apoz)
     need ``data``. The removed model is checked against the masked original unless ``verify``
     is False. With ``journal``, each iteration is appended to that file as it completes, and
     ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
@@ -181,7 +192,7 @@ def prune(
     0.52
     """
     proto, source = _model(model)
-    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify)
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break)
     return prune_model(proto, config, data=data, task=task, runner=runner,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)

@@ -598,7 +598,7 @@ def test_eval_text_output(ws):
 
 # ----------------------------------------------------------------------------- score --json
 
-SCORE_KEYS = {"index", "car", "l1", "l2", "mean-act", "apoz", "random"}
+SCORE_KEYS = {"index", "car", "tie", "l1", "l2", "mean-act", "apoz", "random"}
 SCORE_CASES = [("flatten_gemm", "conv_a"), ("conv_bias", "conv_a"), ("conv_bias", "conv_b")]
 
 
@@ -615,6 +615,12 @@ def session_run(model: onnx.ModelProto, images: np.ndarray) -> list[np.ndarray]:
     return session.run(None, {"input": images})
 
 
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    return float(np.mean(top[:, 0] + np.log(np.exp(logits - top).sum(axis=1)) - logits[np.arange(len(labels)), labels]))
+
+
 @pytest.mark.parametrize("case, layer", SCORE_CASES)
 def test_score_json_by_hand(ws, tmp_path, case, layer):
     """Every column checked against its definition, computed here with numpy and onnxruntime."""
@@ -628,7 +634,8 @@ def test_score_json_by_hand(ws, tmp_path, case, layer):
     np.savez(data, images=images, labels=labels)
 
     report = json.loads(assert_ok(invoke("score", path, "--layer", layer, "--data", data, "--json")).stdout)
-    assert set(report) == {"kind", "version", "layer", "base_top1", "filters"}
+    assert set(report) == {"kind", "version", "layer", "base_top1", "tie_break", "filters"}
+    assert report["tie_break"] == "loss"
     assert report["layer"] == layer
     base = float(np.mean(out.argmax(axis=1) == labels))
     assert report["base_top1"] == pytest.approx(base, abs=1e-12)
@@ -662,8 +669,11 @@ def test_score_json_by_hand(ws, tmp_path, case, layer):
                 values = numpy_helper.to_array(t).copy()
                 values[i] = 0
                 t.CopyFrom(numpy_helper.from_array(values, t.name))
-        without = float(np.mean(session_run(zeroed, images)[0].argmax(axis=1) == labels))
+        logits = session_run(zeroed, images)[0]
+        without = float(np.mean(logits.argmax(axis=1) == labels))
         assert f["car"] == pytest.approx(base - without, abs=1e-12), i
+        # the tie-break key: how much the mean cross-entropy grows
+        assert f["tie"] == pytest.approx(cross_entropy(logits, labels) - cross_entropy(out, labels), abs=2e-6), i
     assert len({f["random"] for f in report["filters"]}) == len(weight)
 
 

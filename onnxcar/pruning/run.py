@@ -43,6 +43,13 @@ class PruneResult:
     journal: Journal | None = None
 
     @property
+    def ties_decided(self) -> int | None:
+        """How many picks the tie-break made among channels of equal score; None when not known
+        (a criterion without a tie-break key, or ``tie_break="index"``)."""
+        known = [r.tied for r in self.removals if r.tied is not None]
+        return sum(known) if known else None
+
+    @property
     def final_metric(self) -> float | None:
         return self.removals[-1].metric if self.removals else self.original_metric
 
@@ -58,6 +65,7 @@ class PruneResult:
         return {
             "kind": "prune", "version": REPORT_VERSION, "model": self.source, **self.settings,
             "removed": [r.to_dict() for r in self.removals],
+            "ties_decided": self.ties_decided,
             "original_metric": self.original_metric,
             "final_metric": self.final_metric,
             "curves": curves,
@@ -101,7 +109,7 @@ def prune_model(
     if data is not None:
         dataset = load_dataset(data)
         scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner)
-    importance = make_importance(config.criterion, scorer, config.seed)
+    importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
     layers = [analysis.layer_name(g.producers[0]) for g in groups]
     settings = {
         "config": {**config.to_dict(), "layers": layers},
@@ -213,11 +221,15 @@ def _removal(entry: dict) -> Removal | None:
     """The removal an entry records, or None when a field is missing or of the wrong type."""
     number = (int, float)
     checks = {"group": int, "layer": str, "channel": int, "score": number, "iteration": int}
-    if set(entry) != {*checks, "metric"}:
+    optional = {"metric": number, "tie": number, "tied": bool}
+    if set(entry) != {*checks, *optional}:
         return None
     if any(isinstance(entry[k], bool) or not isinstance(entry[k], t) for k, t in checks.items()):
         return None
-    if entry["metric"] is not None and (isinstance(entry["metric"], bool) or not isinstance(entry["metric"], number)):
-        return None
+    for key, kind in optional.items():
+        value = entry[key]
+        if value is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
+            return None
+    number_or_none = lambda v: None if v is None else float(v)  # noqa: E731
     return Removal(entry["group"], entry["layer"], entry["channel"], float(entry["score"]),
-                   None if entry["metric"] is None else float(entry["metric"]), entry["iteration"])
+                   number_or_none(entry["metric"]), entry["iteration"], number_or_none(entry["tie"]), entry["tied"])
