@@ -290,3 +290,20 @@ def test_greedy_with_a_tie_break_equals_exhaustive_greedy(tie_break):
         assert all(tie is None and tied is None for _, _, tie, tied in runs[0])
     else:
         assert any(tied for *_, tied in runs[0]), "the run should hold picks decided by the tie-break"
+
+
+def test_counting_ties_keeps_the_index_order():
+    """Settling ties under ``index`` (to count them) picks what plain ``index`` picks."""
+    model = MODELS["residual"]()
+    analysis = analyze(model)
+    group = next(g for g in analysis.groups if g.prunable)
+    inputs, labels = _agreeing(model, 64, seed=7)
+    runs = []
+    for count_ties in (False, True):
+        scorer = DataScorer(Batch(inputs, labels), Task(), RunnerConfig(batch_size=64))
+        index = ReductionIndex(scorer, "index", count_ties)
+        runs.append(list(greedy(analysis, group, index, 6, scorer=scorer)))
+        scorer.close()
+    assert [(r.channel, r.score, r.metric) for r in runs[0]] == [(r.channel, r.score, r.metric) for r in runs[1]]
+    assert all(r.tied is None for r in runs[0])
+    assert any(r.tied for r in runs[1]) and all(r.tie == 0.0 for r in runs[1])

@@ -103,10 +103,13 @@ class ReductionIndex:
 
     For classification with ``tie_break`` ``loss`` or ``margin``, the scores have a second
     column, the growth of that key (see ``Task.tie_values``), which orders channels of equal CAR.
+    ``count_ties`` settles ties with ``index`` too (at the cost of ``loss``), so that the greedy
+    loop knows which picks were ties; the key column is then 0.
     """
 
     scorer: DataScorer
     tie_break: str = "index"
+    count_ties: bool = False
     depends_on_removals = True
 
     @property
@@ -115,6 +118,8 @@ class ReductionIndex:
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
         current, after, ties = self.scorer.without_each(analysis, group, removed, self.tie_break)
+        if ties is None and self.count_ties and self.scorer.task.higher_is_better:
+            ties = np.where(np.isnan(after), np.nan, 0.0)
         return self._scores(current, after, ties)
 
     def lowest(self, analysis: Analysis, group: Group, removed: frozenset[int], count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +128,7 @@ class ReductionIndex:
         current = self.scorer.mask_row(group, removed)
         alive = np.flatnonzero(current)
         evaluator = self.scorer.evaluator(analysis, group, removed, rank_one=False)  # few candidates share a call
-        ranking = least_loss(evaluator, current, alive, count, self.tie_break)
+        ranking = least_loss(evaluator, current, alive, count, self.tie_break, settle=self.count_ties or None)
         after, exact = np.full(group.size, np.nan), np.ones(group.size, dtype=bool)
         after[alive], exact[alive] = ranking.metrics, ranking.exact
         ties = None

@@ -39,20 +39,24 @@ def tie_growth(values: np.ndarray, current: float) -> np.ndarray:
 
 
 def least_loss(
-    evaluator: ProbeEvaluator, current: np.ndarray, candidates: np.ndarray, count: int, tie_break: str = "index"
+    evaluator: ProbeEvaluator, current: np.ndarray, candidates: np.ndarray, count: int, tie_break: str = "index",
+    *, settle: bool | None = None,
 ) -> Ranking:
     """Finds the ``count`` candidates least in (total loss, tie-break key, index), exactly.
 
     ``tie_break`` is ``index`` (ties in loss go to the earlier candidate, as soon as it has
     seen every sample), or ``loss`` or ``margin`` (see ``Task.tie_values``; classification only).
+    ``settle`` (default: with a key) runs every candidate that may share the least loss to the
+    end, so that ties are known; with ``index`` their keys are all 0.
     """
     task, samples = evaluator.task, evaluator.count
-    settle = tie_break != "index" and task.higher_is_better
+    settle = (tie_break != "index" if settle is None else settle) and task.higher_is_better
+    keyed = settle and tie_break != "index"
     base = evaluator.outputs(current, [-1])[0]
     order = task.hardest_first(base, evaluator.targets)
     outcomes = np.full((len(candidates), samples), np.nan)
-    values = np.full((len(candidates), samples), np.nan) if settle else None
-    base_value = float(task.tie_values(base, evaluator.targets, tie_break).mean()) if settle else 0.0
+    values = np.full((len(candidates), samples), 0.0 if not keyed else np.nan) if settle else None
+    base_value = float(task.tie_values(base, evaluator.targets, tie_break).mean()) if keyed else 0.0
     seen = np.zeros(len(candidates), dtype=np.int64)
     bound = np.zeros(len(candidates))
     pending = np.ones(len(candidates), dtype=bool)  # not yet found to be among the least
@@ -70,7 +74,7 @@ def least_loss(
             step = lead if seen[lead] < samples else unsettled[0]
             batch = waiting[(seen[waiting] == seen[step]) & (bound[waiting] == bound[step])]
             rows = order[seen[step] : seen[step] + CHUNK]
-            if settle:
+            if keyed:
                 result, ties = evaluator.outcomes_and_ties(current, candidates[batch], rows, tie_break=tie_break)
                 values[batch[:, None], rows] = ties
             else:
