@@ -24,6 +24,7 @@ import re
 import stat
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -44,6 +45,7 @@ EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 _PROTOBUF_LIMIT = 2**31 - 1
 _TEMPORARY_SUFFIX = ".tmp"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+_NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
 _PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2, "FLOAT6E2M3": 6, "FLOAT6E3M2": 6}
 
 
@@ -370,6 +372,34 @@ def load_npz(path: str | os.PathLike, *keys: str) -> dict[str, np.ndarray]:
             missing = [k for k in keys if k not in archive.files]
             if missing:
                 raise OnnxcarError(f"{path} has no array {missing[0]!r} (it has {', '.join(archive.files) or 'none'})")
-            return {k: archive[k] for k in keys or archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            return {k: read_npy(archive, k) for k in keys or archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise OnnxcarError(f"cannot load {path}: {_one_line(err)}") from err
+
+
+def npy_header(npz: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array ``key`` of an open .npz, from its header; ValueError unless the header is
+    well formed, of a supported version, without Python objects, and the member holds exactly the bytes it declares."""
+    name = f"{key}.npy"
+    if name not in npz.zip.namelist():
+        raise ValueError("it is not .npy data")
+    with npz.zip.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPY_VERSIONS:
+            raise ValueError(f"format version {version} is not supported")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        held = npz.zip.getinfo(name).file_size - f.tell()
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects, which are never unpickled")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != held:
+        raise ValueError(f"its header declares shape {shape} ({declared} bytes), the file holds {held}")
+    return shape, dtype
+
+
+def read_npy(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """Array ``key`` of an open .npz, read only after npy_header has checked its header against its size."""
+    npy_header(npz, key)
+    with npz.zip.open(f"{key}.npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
