@@ -293,3 +293,14 @@ def test_checkpoint_with_the_right_run_and_bad_fields_is_a_user_error(killed_che
     with pytest.raises(OnnxcarError, match=f"cannot resume from checkpoint {re.escape(str(ckpt))}: .*; delete it") as info:
         finetune(*args, checkpoint=ckpt, resume=True)
     assert "\n" not in str(info.value)
+
+
+def test_force_never_deletes_the_input_external_data_as_a_stale_checkpoint(toy, tmp_path):
+    """Issue 13, item 14: weights stored as OUTPUT.ckpt are the input's, not a checkpoint to clear."""
+    onnx.save(onnx.load(toy / "model.onnx"), tmp_path / "model.onnx", save_as_external_data=True,
+              location="out.onnx.ckpt", size_threshold=0)
+    weights = (tmp_path / "out.onnx.ckpt").read_bytes()
+    result = invoke("finetune", tmp_path / "model.onnx", "--data", toy / "train.npz", "--val", toy / "val.npz",
+                    "-o", tmp_path / "out.onnx", "--epochs", 1, "--force")
+    assert_one_line_error(result, "out.onnx.ckpt: it is external data of the input model")
+    assert (tmp_path / "out.onnx.ckpt").read_bytes() == weights
