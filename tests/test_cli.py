@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tarfile
@@ -28,6 +27,7 @@ from PIL import Image
 
 from onnxcar import __version__
 from onnxcar.cli.main import main
+from tests.hostile import dds, npy_raw
 from tests.zoo import handbuilt
 
 COMMANDS = ("inspect", "eval", "score", "prune")
@@ -747,13 +747,6 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _lying_npy() -> bytes:
-    """An .npy whose header declares 10^11 images of 4x8x8 floats over 16 bytes of data."""
-    text = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 4, 8, 8)}"
-    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + bytes(16)
-
-
 def _tar(path, members: dict[str, bytes], mode="w"):
     with tarfile.open(path, mode) as tar:
         for name, data in members.items():
@@ -769,10 +762,7 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def _dds() -> bytes:
-    header = struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + bytes(44)
-    pixel_format = struct.pack("<2I4s5I", 32, 0x4, b"ZZZZ", 0, 0, 0, 0, 0)  # a format Pillow does not implement
-    return b"DDS " + header + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + bytes(64)
+LYING_HEADER = "{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 4, 8, 8)}"  # over 16 bytes
 
 
 def _corrupt_gzip(path):
@@ -793,9 +783,9 @@ HOSTILE_DATA = [
                                                      + _npy(np.zeros(2))[8:]}), ["--no-labels"], "format version"),
     ("npz-0-d-labels", lambda p: _zip(p / "d.npz", {"images.npy": _npy(np.zeros((2, 4, 8, 8), np.float32)),
                                                     "labels.npy": _npy(np.int64(1))}), [], "single value"),
-    ("npz-huge-shape", lambda p: _zip(p / "d.npz", {"images.npy": _lying_npy()}), ["--no-labels"],
+    ("npz-huge-shape", lambda p: _zip(p / "d.npz", {"images.npy": npy_raw(LYING_HEADER, bytes(16))}), ["--no-labels"],
      "header declares shape (100000000000, 4, 8, 8)"),
-    ("dds-image", lambda p: _tar(p / "d.tar", {"a/0.png": _png(), "b/x.dds": _dds()}), ["--preprocess", "none"],
+    ("dds-image", lambda p: _tar(p / "d.tar", {"a/0.png": _png(), "b/x.dds": dds()}), ["--preprocess", "none"],
      "Unimplemented pixel format"),
     ("tar-1100-deep", lambda p: _tar(p / "d.tar", {"a/" + "d/" * 1100 + "x.png": _png(), "b/0.png": _png()}),
      ["--preprocess", "none"], "images are shaped (2, 8, 8, 3)"),  # read through: the images just do not fit

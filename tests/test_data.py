@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import re
-import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from onnxcar.data import DataSpec, Dataset, Preprocess, load_dataset, validate_f
 from onnxcar.data.select import select_indices
 from onnxcar.data.sources import npz_dtype
 from onnxcar.errors import OnnxcarError
+from tests.hostile import dds, npy_raw
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -433,16 +433,9 @@ def test_float_and_32_bit_images_are_refused(tmp_path, dtype, kind):
         load_dataset(DataSpec(str(tmp_path), preprocess=Preprocess.preset("none")))
 
 
-def _dds() -> bytes:
-    """A DDS header with a pixel format Pillow does not implement."""
-    header = struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + bytes(44)
-    pixel_format = struct.pack("<2I4s5I", 32, 0x4, b"ZZZZ", 0, 0, 0, 0, 0)
-    return b"DDS " + header + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + bytes(64)
-
-
 def test_crafted_dds_image_is_a_user_error(tmp_path):
     tree(tmp_path, {"a": 1})
-    (tmp_path / "a" / "x.dds").write_bytes(_dds())
+    (tmp_path / "a" / "x.dds").write_bytes(dds())
     with pytest.raises(OnnxcarError, match=r"cannot read image .*x\.dds: Unimplemented pixel format"):
         load_dataset(DataSpec(str(tmp_path), preprocess=Preprocess.preset("none")))
 
@@ -502,13 +495,6 @@ def npy_bytes(array, version=None) -> bytes:
     np.save(buffer, array)
     out = buffer.getvalue()
     return out if version is None else out[:6] + bytes(version) + out[8:]
-
-
-def npy_raw(header: str, data: bytes = b"") -> bytes:
-    """An .npy file of format 1.0 with ``header`` as its header text, then ``data``."""
-    text = header.encode("latin1")
-    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data
 
 
 GOOD_NPY = npy_bytes(np.zeros((2, 3, 2, 2), np.float32))
