@@ -10,6 +10,7 @@ from onnxcar.cli.options import data_options, output_options, task_option
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.errors import OnnxcarError
 from onnxcar.artifacts import output_paths
+from onnxcar.io import check_output_path
 
 
 @click.command("finetune")
@@ -56,7 +57,7 @@ def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimiz
         distill_weight=distill_weight, temperature=temperature, device=device, seed=data_spec.seed, task=task,
     )
     output, report_path = output_paths(output, force=force, source=model)
-    checkpoint = checkpoint_path(output)
+    checkpoint = check_output_path(checkpoint_path(output), force=True, source=model)  # never the input's weights
     if force and not resume:
         checkpoint.unlink(missing_ok=True)
     val_spec = dataclasses.replace(data_spec, path=val_path, limit=None, split=None)

@@ -1,6 +1,7 @@
 """Option groups shared by commands: the data to read, and where results go."""
 
 import functools
+import re
 from pathlib import Path
 
 import click
@@ -17,6 +18,16 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
         return tuple(float(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A positive number of bytes, optionally with a binary suffix K, M, G or T."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"([0-9]+)([KMGT]?)", value.strip().upper())
+    if not match or int(match[1]) < 1:
+        raise click.BadParameter(f"expected a positive size such as 500M or 64G, got {value!r}")
+    return int(match[1]) * 1024 ** " KMGT".index(match[2] or " ")
 
 
 _DATA_OPTIONS = [
@@ -41,10 +52,15 @@ _DATA_OPTIONS = [
         help="Use this held-out fraction (seeded, class-stratified) as the data.",
     ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit and --split."),
+    click.option("--archive-max-files", type=click.IntRange(min=1),
+                 help=f"Refuse an archive with more members [default: {DataSpec.archive_max_files:,}]."),
+    click.option("--archive-max-bytes", callback=_size,
+                 help=f"Refuse an archive that unpacks to more (suffix K, M, G, T) "
+                      f"[default: {DataSpec.archive_max_bytes // 2**30}G]."),
 ]
 _DATA_PARAMS = (
     "data", "images_key", "labels_key", "no_labels", "preprocess", "resize", "crop", "mean", "std", "layout",
-    "input_name", "limit", "split", "seed",
+    "input_name", "limit", "split", "seed", "archive_max_files", "archive_max_bytes",
 )
 
 
@@ -74,7 +90,7 @@ def data_spec_from_options(*, data: str | None, **options) -> DataSpec | None:
     """The DataSpec the data options describe; None when ``--data`` is not given."""
     if data is None:
         given = [name for name in ("resize", "crop", "mean", "std", "layout", "input_name", "preprocess", "limit",
-                                   "split") if options[name] is not None]
+                                   "split", "archive_max_files", "archive_max_bytes") if options[name] is not None]
         if given:
             raise OnnxcarError(f"--{given[0].replace('_', '-')} needs --data")
         return None

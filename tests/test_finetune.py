@@ -1,6 +1,7 @@
 """Fine-tuning through the torch bridge: it learns, writes back into the same graph, resumes exactly."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,67 @@ def test_bad_inputs_are_one_line_errors(toy, tmp_path, extra, fragment):
     extra = [e.format(tmp=tmp_path, toy=toy) for e in extra]
     result = invoke("finetune", toy / "model.onnx", "--data", toy / "train.npz", *extra)
     assert_one_line_error(result, fragment)
+
+
+@pytest.fixture(scope="module")
+def killed_checkpoint(toy, tmp_path_factory) -> tuple[dict, tuple]:
+    """The checkpoint a 2-epoch run leaves when killed after epoch 1, and that run's arguments."""
+    args = (handbuilt.CASES["conv_bn_relu"](), dataset(toy / "train.npz"), dataset(toy / "val.npz"),
+            FinetuneConfig(epochs=2, lr=0.05, batch_size=16, seed=3))
+    ckpt = tmp_path_factory.mktemp("ckpt") / "out.onnx.ckpt"
+    with pytest.raises(_Killed):
+        finetune(*args, checkpoint=ckpt, on_epoch=_kill_after_first_epoch)
+    return torch.load(ckpt, weights_only=True), args
+
+
+def _set(key, value):
+    def spoil(state):
+        state[key] = value
+    return spoil
+
+
+def _wrong_shape(state):
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(1)
+
+
+def _record_without_val(state):
+    del state["history"][1]["val"]
+
+
+CHECKPOINT_SPOILS = {
+    "missing-field": lambda state: state.pop("optimizer"),
+    "model-not-tensors": _set("model", 5),
+    "weight-of-wrong-shape": _wrong_shape,
+    "history-not-a-list": _set("history", "junk"),
+    "history-record-without-val": _record_without_val,
+    "best-epoch-out-of-range": _set("best_epoch", 99),
+    "rng-not-bytes": _set("rng", torch.zeros(3)),
+    "rng-wrong-length": _set("rng", torch.zeros(3, dtype=torch.uint8)),
+    "optimizer-of-another-model": _set("optimizer", {"state": {}, "param_groups": []}),
+}
+
+
+@pytest.mark.parametrize("spoil", CHECKPOINT_SPOILS.values(), ids=CHECKPOINT_SPOILS.keys())
+def test_checkpoint_with_the_right_run_and_bad_fields_is_a_user_error(killed_checkpoint, tmp_path, spoil):
+    """Issue 13, item 16: the run id matches, the fields do not: one line naming the checkpoint."""
+    state, args = killed_checkpoint
+    state = {k: (dict(v) if isinstance(v, dict) else [dict(r) for r in v] if k == "history" else v)
+             for k, v in state.items()}
+    spoil(state)
+    ckpt = tmp_path / "out.onnx.ckpt"
+    torch.save(state, ckpt)
+    with pytest.raises(OnnxcarError, match=f"cannot resume from checkpoint {re.escape(str(ckpt))}: .*; delete it") as info:
+        finetune(*args, checkpoint=ckpt, resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_force_never_deletes_the_input_external_data_as_a_stale_checkpoint(toy, tmp_path):
+    """Issue 13, item 14: weights stored as OUTPUT.ckpt are the input's, not a checkpoint to clear."""
+    onnx.save(onnx.load(toy / "model.onnx"), tmp_path / "model.onnx", save_as_external_data=True,
+              location="out.onnx.ckpt", size_threshold=0)
+    weights = (tmp_path / "out.onnx.ckpt").read_bytes()
+    result = invoke("finetune", tmp_path / "model.onnx", "--data", toy / "train.npz", "--val", toy / "val.npz",
+                    "-o", tmp_path / "out.onnx", "--epochs", 1, "--force")
+    assert_one_line_error(result, "out.onnx.ckpt: it is external data of the input model")
+    assert (tmp_path / "out.onnx.ckpt").read_bytes() == weights

@@ -16,7 +16,7 @@ import torch
 
 from onnxcar.artifacts import save_with_report
 from onnxcar.bridge.augment import augment, augment_layout
-from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
+from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, unusable
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.finetune_data import check_data, targets, to_tensor
 from onnxcar.bridge.finetune_optim import freeze_zeros, make_optimizer, make_scheduler, trainable
@@ -99,7 +99,7 @@ def finetune(
         if not resume:
             raise OnnxcarError(f"{checkpoint} exists from an earlier run: resume it, or start afresh",
                                arguments=("resume", "force"))
-        trainer.load(load_checkpoint(checkpoint, run_id))
+        trainer.load(load_checkpoint(checkpoint, run_id), checkpoint)
     for epoch in range(len(trainer.history), config.epochs + 1):  # epoch 0: the model before training
         began = time.perf_counter()
         lr = trainer.optimizer.param_groups[0]["lr"] if epoch else None
@@ -242,15 +242,19 @@ class _Trainer:
             "generator": self.generator.get_state(),
         }
 
-    def load(self, state: dict) -> None:
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load(self, state: dict, path: Path) -> None:
+        """Restores a checkpoint that load_checkpoint accepted; OnnxcarError when its contents do not fit this run."""
+        try:
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            if state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self.generator.set_state(state["generator"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
+            raise unusable(path, err) from err
         self.best_state, self.best_epoch, self.history = state["best_state"], state["best_epoch"], state["history"]
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.generator.set_state(state["generator"])
 
 
 def _first(outputs):

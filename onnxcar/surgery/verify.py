@@ -1,5 +1,6 @@
 """Checks that a pruned model equals the masked original: the surgery invariant."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,8 @@ from onnxcar.runners.ort import OrtRunner
 from onnxcar.runners.config import RunnerConfig
 
 _NUMPY_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64}
+MAX_FEED_VALUES = 2**28
+"""The most values one test input may hold (1 GiB of float32)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,13 @@ def random_feeds(model: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str,
             raise OnnxcarError(f"cannot make test inputs for {value.name!r}: it needs static non-batch dims and a float type")
         if not _batch_is_dynamic(value) and dims and dims[0] != batch:
             batch = dims[0]
-        feeds[value.name] = rng.standard_normal([batch, *dims[1:]]).astype(_NUMPY_TYPES[tensor_type.elem_type])
+        shape = [batch, *dims[1:]]
+        if math.prod(shape) > MAX_FEED_VALUES:
+            raise OnnxcarError(
+                f"cannot make test inputs for {value.name!r}: {shape} holds {math.prod(shape)} values, "
+                f"more than verification allows ({MAX_FEED_VALUES}); skip verification to go on without it"
+            )
+        feeds[value.name] = rng.standard_normal(shape).astype(_NUMPY_TYPES[tensor_type.elem_type])
     return feeds
 
 
