@@ -860,6 +860,18 @@ def test_force_never_overwrites_the_input_external_data(external_model, tmp_path
     assert (external_model / "w.bin").read_bytes() == weights
 
 
+def test_the_journal_never_overwrites_the_input_external_data(ws, tmp_path):
+    """Weights stored as out.onnx.journal: pruning to out.onnx would journal over them."""
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    onnx.save(onnx.load(ws.model), folder / "model.onnx", save_as_external_data=True, location="out.onnx.journal",
+              size_threshold=0)
+    weights = (folder / "out.onnx.journal").read_bytes()
+    result = invoke("prune", folder / "model.onnx", "-o", folder / "out.onnx", "--ratio", "0.5", "--force")
+    assert_cli_error(result, "external data of the input model")
+    assert (folder / "out.onnx.journal").read_bytes() == weights
+
+
 def _disk_full(monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -717,7 +717,7 @@ def test_cli_without_data():
 @pytest.mark.parametrize(
     "make, args, error",
     [
-        (lambda p: npz(p, images=pixels(2)), [], "holds uint8 images: choose --preprocess"),
+        (lambda p: npz(p, images=pixels(2)), [], "holds uint8 images: choose a preprocessing"),
         (lambda p: tree(p / "t", {"a": 1}) and str(p / "t"), [], "holds image files"),
         (lambda p: npz(p, x=pixels(2)), [], "no array 'images'; it holds: x"),
         (lambda p: None, ["--limit", "3"], "--limit needs --data"),

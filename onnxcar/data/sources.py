@@ -13,7 +13,7 @@ from PIL import Image
 from onnxcar.data.archive import hidden, list_tree, member_name, read_members
 from onnxcar.data.spec import DataSpec, Preprocess
 from onnxcar.data.transforms import resize_crop, resize_crop_batch, to_nhwc
-from onnxcar.errors import OnnxcarError
+from onnxcar.errors import DataError, OnnxcarError
 from onnxcar.io import npy_header, read_npy
 
 T = TypeVar("T")
@@ -76,9 +76,9 @@ class NpzSource:
         if pre.passthrough:
             return np.ascontiguousarray(images)
         if images.dtype != np.uint8:
-            raise OnnxcarError(
+            raise DataError(
                 f"images in {self.path} are {images.dtype}, not uint8 pixels: store uint8 pixels, "
-                "or use preprocess none (--preprocess none) for already preprocessed arrays"
+                "or use preprocess none for already preprocessed arrays", arguments=("preprocess",)
             )
         return resize_crop_batch(to_nhwc(images), pre)
 
@@ -133,9 +133,9 @@ def _stack(pixels: list[np.ndarray], names: list) -> np.ndarray:
     odd = next((i for i, p in enumerate(pixels) if p.shape != pixels[0].shape), None)
     if odd is not None:
         (h0, w0), (h1, w1) = pixels[0].shape[:2], pixels[odd].shape[:2]
-        raise OnnxcarError(
+        raise DataError(
             f"images differ in size after preprocessing: {names[0]} is {w0}x{h0}, {names[odd]} is {w1}x{h1}; "
-            "set resize and crop (--resize, --crop)"
+            "set resize and crop", arguments=("resize", "crop")
         )
     return np.stack(pixels)
 

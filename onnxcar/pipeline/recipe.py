@@ -32,7 +32,8 @@ ROLES = ("prune", "train", "val", "test")
 _TOP_LEVEL = {"model", "data", "stages", "gates", "runner", "outputs"}
 _DATA = {"path": "str", "preprocess": "str", "images_key": "str", "labels_key": "str", "no_labels": "bool",
          "resize": "int", "crop": "int", "mean": "floats", "std": "floats", "layout": "str", "input_name": "str",
-         "limit": "int", "split": "float", "split_part": "str", "seed": "int"}
+         "limit": "int", "split": "float", "split_part": "str", "seed": "int", "archive_max_files": "int",
+         "archive_max_bytes": "int"}
 _RUNNER = {"runner": "str", "device": "str", "precision": "str", "threads": "int", "batch_size": "int"}
 _OUTPUTS = {"model": "str", "report": "str"}
 # metrics every run measures at its end, whatever its stages

@@ -15,6 +15,7 @@ from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
 from onnxcar.artifacts import save_with_report
+from onnxcar.io import check_output_path
 from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import Removal, prune_groups, remove_and_verify, select_groups
@@ -121,7 +122,7 @@ def prune_model(
     if journal is not None:
         arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
         book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
-                             force=force)
+                             force=force, source=source)
     try:
         done = _replayed(book.iterations, analysis, groups, counts) if book is not None else []
         total = sum(counts.values())
@@ -177,7 +178,8 @@ def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig
     return counts
 
 
-def _open_journal(path: pathlib.Path, run_id: str, *, resume: bool, force: bool) -> Journal:
+def _open_journal(path: pathlib.Path, run_id: str, *, resume: bool, force: bool, source: str | None) -> Journal:
+    check_output_path(path, force=True, source=source)  # never a file the input model reads
     if path.exists() and not (resume or force):
         raise OnnxcarError(f"{path} exists from an earlier run: resume it, or start afresh",
                            arguments=("resume", "force"))
