@@ -487,21 +487,28 @@ def journal_removals(path) -> int:
     return max(0, text.count("\n") - 1)
 
 
-@pytest.fixture(scope="module")
-def resumable(tmp_path_factory):
-    """A run long enough to kill (two layers of 16 filters, 1000 images), and its uninterrupted result."""
-    root = tmp_path_factory.mktemp("resume")
+def uninterrupted_run(root, images: int, seed: int, *options):
+    """CAR on two layers of 16 filters, half of each, run once to the end: its arguments (without
+    -o), model bytes and report."""
     model = two_conv_cnn()
     save(model, root / "model.onnx")
-    labelled_data(model, root / "data.npz", 1000, seed=1)
+    labelled_data(model, root / "data.npz", images, seed=seed)
     args = ["prune", root / "model.onnx", "--criterion", "car", "--ratio", "0.5", "--data", root / "data.npz",
-            "--threads", "1"]
+            "--threads", "1", *options]
     full = root / "full.onnx"
     report = json.loads(ok(invoke(*args, "-o", full, "--json")).stdout)
     assert len(report["removed"]) == 16
+    return args, full.read_bytes(), report
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """A run long enough to kill (1000 images), and its uninterrupted result."""
+    root = tmp_path_factory.mktemp("resume")
+    args, full, report = uninterrupted_run(root, 1000, 1)
     assert len({r["channel"] for r in report["removed"][:8]}) == 8
     assert [r["channel"] for r in report["removed"][:8]] != list(range(8)), "the ranking should not be trivial"
-    return root, args, full.read_bytes(), report
+    return root, args, full, report
 
 
 def kill_after(args, journal, removals: int, timeout: float = 60.0) -> subprocess.Popen:
