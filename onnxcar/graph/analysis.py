@@ -106,15 +106,16 @@ class Analysis:
         raise OnnxcarError(f"no layer named {name!r}; layers: {known}")
 
     def __post_init__(self) -> None:
+        bases = {node.name: layer_name(node) for node in self.graph.nodes}
+        taken, seen = set(bases.values()), set()
         self._layer_names: dict[str, str] = {}
-        taken: set[str] = set()
-        for node in self.graph.nodes:  # in topological order: a later layer of the same name gets a suffix
-            name = base = layer_name(node)
-            count = 1
-            while name in taken:
-                count += 1
-                name = f"{base}#{count}"
+        for node in self.graph.nodes:  # in topological order: a later node of a name taken gets a free suffix
+            name = base = bases[node.name]
+            count = 2
+            while base in seen and name in taken:
+                name, count = f"{base}#{count}", count + 1
             taken.add(name)
+            seen.add(base)
             self._layer_names[node.name] = name
 
 

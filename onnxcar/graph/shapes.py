@@ -17,13 +17,15 @@ InputShapes = Mapping[str, tuple[int, ...]]
 """The shape of each model input by name: ``{"x": (1, 3, 48, 192)}``."""
 
 
-def declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+def declared_shapes(model: onnx.ModelProto) -> dict[str, list[int | None] | None]:
     """Each graph input's dims as the model declares them (initializers excluded); None where a
-    dim is symbolic, missing or negative (Paddle exports write -1 for a free dim)."""
+    dim is symbolic, missing or negative (Paddle exports write -1 for a free dim), and for the
+    whole shape where the rank is unknown."""
     initializers = {i.name for i in model.graph.initializer}
     return {
         value.name: [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
                      for d in value.type.tensor_type.shape.dim]
+        if value.type.tensor_type.HasField("shape") else None
         for value in model.graph.input if value.name not in initializers
     }
 
@@ -48,19 +50,19 @@ def resolve_input_shapes(model: onnx.ModelProto, given: InputShapes | None = Non
             shapes[name] = _fitted(name, tuple(given[name]), dims)
         elif data and name in data:
             shapes[name] = _with_batch(dims, tuple(data[name]))
-        elif all(d is not None for d in dims[1:]):
+        elif dims is not None and all(d is not None for d in dims[1:]):
             shapes[name] = _with_batch(dims, tuple(dims))
     return shapes
 
 
-def _with_batch(dims: list[int | None], shape: tuple) -> tuple[int, ...]:
+def _with_batch(dims: list[int | None] | None, shape: tuple) -> tuple[int, ...]:
     """``shape`` with the declared batch, or 1 where the batch is symbolic."""
-    return (1 if dims[0] is None else dims[0], *shape[1:]) if dims else ()
+    return (1 if not dims or dims[0] is None else dims[0], *shape[1:]) if shape else ()
 
 
-def _fitted(name: str, shape: tuple[int, ...], dims: list[int | None]) -> tuple[int, ...]:
-    if len(shape) != len(dims) or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape) or any(
-            d is not None and d != s for d, s in zip(dims, shape)):
+def _fitted(name: str, shape: tuple[int, ...], dims: list[int | None] | None) -> tuple[int, ...]:
+    if any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape) or dims is not None and (
+            len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape))):
         raise OnnxcarError(f"input_shapes gives {name!r} as {format_shape(shape)}, but the model input takes "
                            f"{format_shape(dims)}", arguments=("input_shapes",))
     return tuple(int(s) for s in shape)
@@ -71,11 +73,17 @@ def require_input_shapes(model: onnx.ModelProto, shapes: InputShapes, purpose: s
     unless ``shapes`` covers every model input."""
     for name, dims in declared_shapes(model).items():
         if name not in shapes:
-            names = ["1", "C", "H", "W"] if len(dims) == 4 else ["1", *"?" * len(dims)]
-            example = "x".join(names[i] if d is None else str(d) for i, d in enumerate(dims))
             raise OnnxcarError(f"{purpose} needs the size of the model input {name!r} {format_shape(dims)}: give "
-                               f"{'data, or ' if data else ''}its shape in input_shapes ({name}:{example})",
+                               f"{'data, or ' if data else ''}its shape in input_shapes ({name}:{_example(dims)})",
                                arguments=("input_shapes", "data") if data else ("input_shapes",))
+
+
+def _example(dims: list[int | None] | None) -> str:
+    """An ``input_shapes`` value for ``dims``, its unknown dims as letters: ``1x3xHxW``."""
+    if dims is None:
+        return "1x..."
+    names = ["1", "C", "H", "W"] if len(dims) == 4 else ["1", *["?"] * len(dims)]
+    return "x".join(names[i] if d is None else str(d) for i, d in enumerate(dims))
 
 
 def data_shapes(arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
@@ -120,5 +128,5 @@ def tensor_shapes(model: onnx.ModelProto, shapes: InputShapes) -> dict[str, tupl
 
 
 def format_shape(dims) -> str:
-    """``[-1, 3, ?, ?]`` style: None shows as ``?``."""
-    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+    """``[?, 3, ?, ?]`` style: None shows as ``?``; a shape of unknown rank as ``[...]``."""
+    return "[...]" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"

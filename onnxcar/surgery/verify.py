@@ -47,7 +47,8 @@ def random_feeds(model: onnx.ModelProto, batch: int, seed: int = 0,
     for name, dims in declared.items():
         if types[name] not in _NUMPY_TYPES:
             raise OnnxcarError(f"cannot make test inputs for {name!r}: it needs a float type")
-        shape = [batch if i == 0 and dims[0] is None else size for i, size in enumerate(shapes[name])]
+        shape = [batch if i == 0 and not (dims and dims[0] is not None) else size
+                 for i, size in enumerate(shapes[name])]
         if math.prod(shape) > MAX_FEED_VALUES:
             raise OnnxcarError(
                 f"cannot make test inputs for {name!r}: {shape} holds {math.prod(shape)} values, "

@@ -5,7 +5,9 @@
   ``dim_value -1``, height and width without a value), generic node names ``Conv@0``,
   ``BatchNormalization@1``..., weights named ``conv1_weights``, ``conv1_bn_scale``...,
   an SE block, a depthwise conv, and a MatMul + Add classifier after global pooling.
-* :func:`torch_dynamic` exports a zoo CNN with ``dynamic_axes`` on batch, height and width.
+
+:func:`tests.zoo.exported.export` with ``dynamic_hw=True`` gives the torch side: a zoo CNN
+exported with ``dynamic_axes`` on batch, height and width.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class _Paddle:
 def paddle_like(seed: int = 0) -> onnx.ModelProto:
     """A paddle2onnx-style MobileNetV3 block classifier with input ``x: [-1, 3, ?, ?]`` (opset 11)."""
     b = _Paddle(seed)
-    y = b.conv_bn("x", "conv1", 3, 8, k=3, stride=2, act="HardSwish" if False else "Relu")
+    y = b.conv_bn("x", "conv1", 3, 8, k=3, stride=2)
     y = b.conv_bn(y, "conv2_expand", 8, 16)
     y = b.conv_bn(y, "conv2_depthwise", 16, 16, k=3, group=16)
     y = b.se(y, "conv2_se", 16)
