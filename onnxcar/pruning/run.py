@@ -118,6 +118,7 @@ def prune_model(
         dataset = load_dataset(data)
         scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner)
         shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
+    sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
     importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
     layers = [analysis.layer_name(g.producers[0]) for g in groups]
     settings = {
@@ -161,7 +162,6 @@ def prune_model(
         if book is not None:
             book.close()
         raise
-    sizes = tensor_shapes(model, shapes)
     before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
