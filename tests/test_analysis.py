@@ -41,7 +41,8 @@ def test_names_that_fall_back_to_the_same_weight_name_are_made_unique():
     graph = helper.make_graph(
         nodes, "twins", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "?", "?"])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name) for name, shape in weights.items()])
+        [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+         for name, shape in weights.items()])
     analysis = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     names = [analysis.layer_name(f"Conv@{i}") for i in range(3)]
     assert names == ["conv1", "conv1#3", "head"]

@@ -96,7 +96,8 @@ def check_recipe(recipe: Recipe, output_dir: Path, *, force: bool = False) -> on
         if getattr(stage, "needs_input_shapes", False):
             refine(source, where, lambda: require_input_shapes(model, shapes, "checking the pruned model"))
     for gate in _SIZED_GATES.intersection(recipe.gates):
-        refine(source, f"gates.{gate}", lambda: require_input_shapes(model, shapes, "measuring it", data=False))
+        refine(source, f"gates.{gate}",
+               lambda: require_input_shapes(model, shapes, "measuring the final model", data=False))
     return model
 
 

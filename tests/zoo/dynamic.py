@@ -2,7 +2,7 @@
 
 * :func:`paddle_like` builds, in code, what a PaddlePaddle (paddle2onnx) export of a small
   MobileNetV3-style classifier looks like: input ``x`` of shape ``[-1, 3, ?, ?]`` (batch
-  ``dim_value -1``, height and width without a value), generic node names ``Conv@0``,
+  ``dim_value -1``, height and width named ``?``), generic node names ``Conv@0``,
   ``BatchNormalization@1``..., weights named ``conv1_weights``, ``conv1_bn_scale``...,
   an SE block, a depthwise conv, and a MatMul + Add classifier after global pooling.
 
@@ -36,7 +36,8 @@ class _Paddle:
     def conv_bn(self, x: str, name: str, cin: int, cout: int, k: int = 1, stride: int = 1, group: int = 1,
                 act: str | None = "Relu") -> str:
         fan_in = cin // group * k * k
-        weight = self.init(f"{name}_weights", self.rng.standard_normal((cout, cin // group, k, k)) * (2 / fan_in) ** 0.5)
+        std = (2 / fan_in) ** 0.5
+        weight = self.init(f"{name}_weights", self.rng.standard_normal((cout, cin // group, k, k)) * std)
         y = self.node("Conv", [x, weight], f"{name}.conv_out", kernel_shape=[k, k], strides=[stride, stride],
                       pads=[k // 2] * 4, group=group, dilations=[1, 1])
         bn = [self.init(f"{name}_bn_{part}", value) for part, value in (
