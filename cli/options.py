@@ -169,6 +169,28 @@ def tie_break_option(command):
     )(command)
 
 
+def _input_shapes(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
+    """``NAME:1x3x48x192`` options as ``{"NAME": (1, 3, 48, 192)}``; None when none is given."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x"))
+        except ValueError:
+            shape = ()
+        if not name or not shape or min(shape) < 1 or name in shapes:
+            raise click.BadParameter(f"expected NAME:1x3x48x192, once per model input, got {value!r}")
+        shapes[name] = shape
+    return shapes or None
+
+
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, callback=_input_shapes, metavar="NAME:1x3xHxW",
+    help="The shape of a model input whose height and width (or other dims) are symbolic, for counting MACs and "
+         "making test inputs; repeat per input. Default: the data's shape.",
+)
+
+
 def task_option(command):
     """Adds ``--task classification|regression``."""
     return click.option(

@@ -11,6 +11,9 @@ from onnxcar.data import DataSpec, load_dataset
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
+from onnxcar.graph.shapes import (
+    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, tensor_shapes,
+)
 from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
@@ -91,6 +94,7 @@ def prune_model(
     config: PruneConfig,
     *,
     data: DataSpec | None = None,
+    input_shapes: InputShapes | None = None,
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
     journal: pathlib.Path | None = None,
@@ -102,6 +106,9 @@ def prune_model(
     """Runs ``config`` on ``model``; see :func:`onnxcar.prune` for the arguments."""
     start = time.perf_counter()
     task = Task(task)
+    shapes = resolve_input_shapes(model, input_shapes)
+    if config.verify and data is None:
+        require_input_shapes(model, shapes, "checking the pruned model")
     analysis = analyze(model)
     analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
@@ -110,6 +117,8 @@ def prune_model(
     if data is not None:
         dataset = load_dataset(data)
         scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner)
+        shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
+    sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
     importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
     layers = [analysis.layer_name(g.producers[0]) for g in groups]
     settings = {
@@ -117,6 +126,7 @@ def prune_model(
         "data": data.to_dict() if data is not None else None,
         "task": task.kind,
         "runner": runner.to_dict(),
+        "input_shapes": {name: list(shape) for name, shape in shapes.items()},
     }
     book = None
     if journal is not None:
@@ -146,12 +156,13 @@ def prune_model(
         scoring = time.perf_counter() - analysed
         by_id = {g.id: g for g in groups}
         removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
-        surgery = remove_and_verify(analysis, removed, config.verify)
+        surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes,
+                                    samples=scorer.batch.inputs if scorer is not None else None)
     except BaseException:
         if book is not None:
             book.close()
         raise
-    before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(Plan(analysis, frozenset(removed)))
+    before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
     return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
