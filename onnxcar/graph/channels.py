@@ -4,6 +4,10 @@ Every output channel of a producer (a Conv filter, a Gemm unit) is an *atom*. A 
 carries channels has a :class:`Slot`: the axis they sit on and the atom at each position.
 Ops that tie channels together (a residual Add, an SE gate) union atoms; the resulting
 classes are the channels that can only be removed together.
+
+In the middle of a channel shuffle (Reshape to ``[N, groups, C / groups, ...]``, Transpose,
+Reshape back) the channels span several axes: the slot is *split*. Its groups stay equal
+because the same channel of every group is one class; removal shrinks one axis.
 """
 
 from dataclasses import dataclass, field
@@ -42,14 +46,32 @@ class UnionFind:
 
 @dataclass(frozen=True)
 class Slot:
-    """The channel axis of a tensor and the atom at each position along it."""
+    """The channel axis of a tensor and the atom at each position along it.
+
+    A split slot lists in ``split`` the ``(axis, length)`` of every axis its channels span, in
+    axis order; ``atoms`` then runs over them in C order, and ``axis`` is the one removal shrinks.
+    """
 
     axis: int
     atoms: np.ndarray
+    split: tuple[tuple[int, int], ...] = ()
 
     @property
     def size(self) -> int:
         return len(self.atoms)
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """``(axis, length)`` of every axis the channels span."""
+        return self.split or ((self.axis, self.size),)
+
+    def line(self) -> np.ndarray:
+        """The atoms along ``axis`` (for a split slot, at index 0 of its other axes)."""
+        if not self.split:
+            return self.atoms
+        grid = self.atoms.reshape([length for _, length in self.split])
+        axes = [axis for axis, _ in self.split]
+        return grid[tuple(slice(None) if a == self.axis else 0 for a in axes)]
 
 
 class Role(str, Enum):
