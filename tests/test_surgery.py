@@ -25,8 +25,7 @@ def test_handbuilt_remove_equals_mask(name):
 
 
 BLOCK_REASONS = {
-    "lrn": "LRN mixes",
-    "channel_shuffle": "splits or mixes the channel axis",
+    "maxout": "only lose the same channels",
     "softmax_channels": "Softmax normalises over the channel axis",
     "custom_domain_op": "com.acme",
     "conv_to_output": "graph output",

@@ -91,6 +91,7 @@ class EditKind(str, Enum):
     GROUP = "group"  # the Conv ``group`` attribute of a depthwise Conv
     BOUNDS = "bounds"  # Slice starts/ends along the channel axis
     SPLIT = "split"  # Split sizes along the channel axis
+    WINDOW = "window"  # an LRN, whose window reads the channels around each one (see graph.window)
 
 
 @dataclass(frozen=True)

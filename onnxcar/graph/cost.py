@@ -9,6 +9,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxcar.graph.channels import EditKind
+from onnxcar.graph.constants import stored
 from onnxcar.graph.context import static_dims
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ _WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 @dataclass(frozen=True)
 class Cost:
-    """Float parameters, and MACs per sample of Conv, ConvTranspose, Gemm and MatMul layers."""
+    """Parameters (float constants and quantized weights), and MACs per sample of Conv,
+    ConvTranspose, Gemm and MatMul layers (and of the channel window a pruned LRN becomes)."""
 
     params: int
     macs: int
@@ -33,17 +35,22 @@ def plan_cost(plan: Plan) -> Cost:
     graph = plan.analysis.graph
     nodes = {node.name: node for node in graph.nodes}
     dims: dict[str, list[int]] = {
-        name: list(np.shape(t.values)) for name, t in graph.tensors().items() if _is_float_constant(t)
+        name: list(np.shape(t.values)) for name, t in graph.tensors().items() if _is_parameter(t)
     }
+    params, macs = 0, 0
     for edit in plan.analysis.tracer.edits:
+        kept = int(plan.keep(edit.atoms).sum())
         if edit.kind in (EditKind.READ, EditKind.OWN):
-            name = nodes[edit.node].inputs[edit.input_index].name
-            dims[name][edit.axis] = min(dims[name][edit.axis], int(plan.keep(edit.atoms).sum()))
-    params = sum(int(np.prod(d)) for d in dims.values())
-    macs = 0
+            name = stored(nodes[edit.node].inputs[edit.input_index]).name
+            dims[name][edit.axis] = min(dims[name][edit.axis], kept)
+        elif edit.kind is EditKind.WINDOW and kept < len(edit.atoms):  # surgery writes the window out
+            params += kept * kept
+            macs += kept * kept * int(np.prod(static_dims(nodes[edit.node].outputs[0].shape)[2:]))
+    params += sum(int(np.prod(d)) for d in dims.values())
     for node in graph.nodes:
-        if node.op in _WEIGHTED and len(node.inputs) > 1 and node.inputs[1].name in dims:
-            macs += int(np.prod(dims[node.inputs[1].name])) * _positions(node)
+        weight = stored(node.inputs[1]) if node.op in _WEIGHTED and len(node.inputs) > 1 else None
+        if weight is not None and weight.name in dims:
+            macs += int(np.prod(dims[weight.name])) * _positions(node)
     return Cost(params, macs)
 
 
@@ -61,5 +68,10 @@ def _positions(node: gs.Node) -> int:
     return 1
 
 
-def _is_float_constant(tensor: gs.Tensor) -> bool:
-    return isinstance(tensor, gs.Constant) and np.issubdtype(np.asarray(tensor.values).dtype, np.floating)
+def _is_parameter(tensor: gs.Tensor) -> bool:
+    """A float constant, or the integers of a quantized one."""
+    if not isinstance(tensor, gs.Constant):
+        return False
+    return np.issubdtype(np.asarray(tensor.values).dtype, np.floating) or any(
+        node.op == "DequantizeLinear" and node.inputs[0] is tensor for node in tensor.outputs
+    )

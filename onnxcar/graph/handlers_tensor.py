@@ -64,6 +64,25 @@ def broadcast(ctx: NodeContext) -> None:
     ctx.output(Slot(axis, atoms))
 
 
+@register("QuantizeLinear", "DequantizeLinear")
+def quantize(ctx: NodeContext) -> None:
+    """Quantizing or dequantizing activations: elementwise, with one scale per tensor or per channel."""
+    source = ctx.slot(0)
+    if source is None:
+        return
+    scale, shape = ctx.const(1), ctx.in_shape(0)
+    if scale is None or shape is None or int(ctx.attr("block_size", 0)):
+        raise Unhandled(f"{ctx.node.op} with a computed scale, an unknown rank or blocks")
+    if scale.ndim:
+        if int(ctx.attr("axis", 1)) % len(shape) != source.axis:
+            raise Unhandled(f"{ctx.node.op} has one scale per entry of an axis other than the channels'")
+        for index in (1, 2):
+            if ctx.has_input(index):
+                ctx.edit(EditKind.OWN, index, 0, source.atoms)
+    ctx.member(Role.THROUGH, source.atoms)
+    ctx.output(source)
+
+
 @register("Concat")
 def concat(ctx: NodeContext) -> None:
     """Concat on the channel axis lays the inputs' channels end to end."""
@@ -128,11 +147,12 @@ def slice_(ctx: NodeContext) -> None:
     if ctx.in_shape(0) is None:
         raise Unhandled("Slice input rank is unknown")
     rank = len(ctx.in_shape(0))
-    if not ctx.has_input(1):
-        raise Unhandled("Slice before opset 10 (bounds as attributes) is not supported")
-    values = [ctx.const(i) for i in range(1, 5)]
-    if any(v is None for v, i in zip(values, range(1, 5)) if ctx.has_input(i)):
-        raise Unhandled("Slice bounds are computed at run time")
+    if ctx.has_input(1):
+        values = [ctx.const(i) for i in range(1, 5)]
+        if any(v is None for v, i in zip(values, range(1, 5)) if ctx.has_input(i)):
+            raise Unhandled("Slice bounds are computed at run time")
+    else:  # before opset 10 the bounds are attributes
+        values = [ctx.attr(key) for key in ("starts", "ends", "axes")] + [None]
     starts, ends = values[0], values[1]
     axes = values[2] if values[2] is not None else np.arange(len(starts))
     steps = values[3] if values[3] is not None else np.ones(len(starts), dtype=np.int64)

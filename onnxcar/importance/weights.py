@@ -6,6 +6,7 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.channels import EditKind
+from onnxcar.graph.constants import constant_value
 
 
 def producer_filter_norms(analysis: Analysis, group: Group, order: int) -> np.ndarray:
@@ -17,7 +18,7 @@ def producer_filter_norms(analysis: Analysis, group: Group, order: int) -> np.nd
     for edit in analysis.tracer.edits:
         if edit.kind is not EditKind.OWN or edit.input_index != 1 or edit.node not in producers:
             continue
-        weight = np.moveaxis(np.asarray(nodes[edit.node].inputs[1].values, dtype=np.float64), edit.axis, 0)
+        weight = np.moveaxis(constant_value(nodes[edit.node].inputs[1]).astype(np.float64), edit.axis, 0)
         norms = np.linalg.norm(weight.reshape(len(weight), -1), ord=order, axis=1)
         for root, norm in zip(analysis.roots(edit.atoms).tolist(), norms):
             if root in position:

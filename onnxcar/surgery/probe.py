@@ -52,14 +52,15 @@ def build_probe(plan: Plan, group: Group, *, linear: bool = True) -> Probe:
                                                    gs.Constant("onnxcar_one", np.array(1.0, np.float32))], outputs=[extended])
     )
     nodes = {node.name: node for node in graph.nodes}
+    analysed = {node.name: node for node in analysis.graph.nodes}
     position = {int(c): i for i, c in enumerate(group.channels)}
     masked: dict[str, gs.Variable] = {}
     sources = []
     for node_name in consumers:
         node = nodes[node_name]
-        source = node.inputs[0]
+        source = node.inputs[0]  # masking outside channels may have put a masked copy there
         if source.name not in masked:
-            slot = analysis.tracer.slots[source.name]
+            slot = analysis.tracer.slots[analysed[node_name].inputs[0].name]
             index = np.array([position.get(int(r), group.size) for r in analysis.roots(slot.atoms)], np.int64)
             masked[source.name] = _apply_mask(graph, source, slot.axis, index, extended)
             sources.append((source.name, slot.axis, index))
@@ -78,11 +79,11 @@ def build_probe(plan: Plan, group: Group, *, linear: bool = True) -> Probe:
 
 
 def _consumer_inputs(plan: Plan, group: Group) -> list[str]:
-    """Nodes whose weights read the group's channels."""
+    """Nodes whose weights (or LRN windows) read the group's channels."""
     channels = set(group.channels.tolist())
     names = []
     for edit in plan.analysis.tracer.edits:
-        if edit.kind is EditKind.READ and channels.intersection(plan.analysis.roots(edit.atoms).tolist()):
+        if edit.kind in (EditKind.READ, EditKind.WINDOW) and channels.intersection(plan.analysis.roots(edit.atoms).tolist()):
             names.append(edit.node)
     return list(dict.fromkeys(names))
 
