@@ -11,7 +11,7 @@ from onnxcar.errors import OnnxcarError
 G_LOGGER.severity = G_LOGGER.ERROR  # its warnings and notes would interleave with onnxcar's output
 onnxruntime.set_default_logger_severity(3)  # and so would those of the sessions that fold constants
 
-_FOLD_PASSES = 4  # folding a shape computation can let inference see shapes that let more fold
+_FOLD_PASSES = 64  # each pass may let inference see the shapes that let the next computation fold
 
 
 def import_graph(model: onnx.ModelProto) -> gs.Graph:
@@ -23,8 +23,8 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
     Inference and folding alternate until nothing more folds. DequantizeLinear is never
     folded, so a quantized model keeps its integer weights.
     """
+    graph = gs.import_onnx(_inferred(model, "shape inference failed"))
     for _ in range(_FOLD_PASSES):
-        graph = gs.import_onnx(_inferred(model, "shape inference failed"))
         count = len(graph.nodes)
         _copy_dynamic_dims(graph)
         try:
@@ -33,7 +33,7 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
             raise OnnxcarError(f"constant folding failed: {_first_line(err)}") from None
         if len(graph.nodes) == count:
             break
-        model = _bare_model(graph)
+        graph = gs.import_onnx(_inferred(_bare_model(graph), "shape inference failed"))
     _name_nodes(graph)
     return graph
 

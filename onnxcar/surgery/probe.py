@@ -114,7 +114,7 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
     read = [t for node in graph.nodes if node.name in downstream for t in node.inputs] + list(graph.outputs)
     cut, passthrough, seen = [], [], set()
     for tensor in read:
-        if isinstance(tensor, gs.Variable) and tensor.name not in produced | seen | {MASK_INPUT, CANDIDATE_INPUT}:
+        if isinstance(tensor, gs.Variable) and tensor.name and tensor.name not in produced | seen | {MASK_INPUT, CANDIDATE_INPUT}:
             seen.add(tensor.name)
             (passthrough if tensor.name in inputs else cut).append(tensor)
     outputs = list(graph.outputs)
