@@ -1,18 +1,23 @@
 """Removing channels equals masking them, on every topology family (RELIABILITY 13-15)."""
 
+import re
+
 import numpy as np
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnx import numpy_helper
 
 from onnxcar.errors import OnnxcarError
-from onnxcar.graph import analyze
+from onnxcar.graph import Role, analyze
+from onnxcar.graph.channels import EditKind
 from onnxcar.graph.cost import plan_cost
+from onnxcar.graph.window import window_matrix
 from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
 from onnxcar.surgery.plan import Plan
 from tests.conftest import remove_half_and_verify
-from tests.zoo import classic, exported, handbuilt, random_graphs
+from tests.zoo import classic, detection, exported, handbuilt, quantized, random_graphs
 
 
 @pytest.mark.parametrize("name", sorted(handbuilt.CASES))
@@ -126,3 +131,94 @@ def test_resnet50_every_prunable_group_halved():
     plan = make_plan(analysis, {c for g in prunable for c in g.channels[: g.size // 2].tolist()})
     verify_equal(mask_channels(plan), remove_channels(plan), batch_sizes=(1, 2))
     assert plan_cost(plan).params < 0.35 * plan_cost(Plan(analysis, frozenset())).params
+
+
+# ----------------------------------------------------------------------------- coverage: LRN, shuffles, QDQ, detection
+
+def _torch(module, name, exporter="torchscript"):
+    return lambda: module.export(name, exporter=exporter, **({"fold_bn": False} if module is exported else {}))
+
+
+COVERAGE = {
+    **{name: handbuilt.CASES[name] for name in (
+        "lrn", "channel_shuffle", "slice_opset9", "maxpool_unpool", "convtranspose_grouped", "convtranspose_depthwise")},
+    "shufflenet_v1": _torch(exported, "shufflenet_v1"),
+    "shufflenet_v2": _torch(exported, "shufflenet_v2"),
+    "detector": _torch(detection, "detector"),
+    "segmenter": _torch(detection, "segmenter"),
+    "segmenter_dynamo": _torch(detection, "segmenter", "dynamo"),
+    "quantized_sample": quantized.quantized_sample,
+}
+SLOW_COVERAGE = {"detector_dynamo": _torch(detection, "detector", "dynamo")}
+
+
+def _blocked_layers(analysis) -> set[str]:
+    """Short names of the Conv and ConvTranspose layers whose filters cannot be removed."""
+    return {analysis.layer_name(m.node) for g in analysis.groups if not g.prunable for m in g.members
+            if m.role is Role.PRODUCER and m.op_type in ("Conv", "ConvTranspose")}
+
+
+# Only layers whose output channels are the model output's layout stay blocked: the detector's
+# last box and class convs of each level (box bins feed the DFL softmax) and the fixed DFL conv.
+HEAD_LAYERS = re.compile(r"^detect[./](box|cls)[./].*[./]2$|^detect[./]dfl[./]conv$|^head$")
+
+
+@pytest.mark.parametrize("name", [*COVERAGE, *(pytest.param(n, marks=pytest.mark.slow) for n in SLOW_COVERAGE)])
+def test_coverage_models_remove_equals_mask_at_batch_1_and_2(name):
+    model = {**COVERAGE, **SLOW_COVERAGE}[name]()
+    analysis, pruned, result = remove_half_and_verify(model, batch_sizes=(1, 2))
+    assert result.batch_sizes == (1, 2) and result.max_scaled_error <= 1.0
+    blocked = _blocked_layers(analysis)
+    assert all(HEAD_LAYERS.search(layer) for layer in blocked), blocked
+    onnx.checker.check_model(pruned, full_check=True)
+
+
+def test_lrn_stays_where_nothing_around_it_is_pruned_and_becomes_a_window_where_it_is():
+    analysis = analyze(handbuilt.CASES["lrn"]())
+    untouched = remove_channels(make_plan(analysis, analysis.group("conv_b").channel_ids([0, 1])))
+    assert "LRN" in {n.op_type for n in untouched.graph.node}
+    plan = make_plan(analysis, analysis.group("conv_a").channel_ids([1, 4, 5]))
+    rewritten = remove_channels(plan)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "LRN" not in ops and ops.count("Conv") == 3 and "Pow" in ops
+    window = next(numpy_helper.to_array(i) for i in rewritten.graph.initializer if i.name.endswith("/window"))
+    kept = [0, 2, 3, 6, 7]  # size 3: channel c sums c - 1 .. c + 1 of the original numbering
+    np.testing.assert_array_equal(window[:, :, 0, 0], window_matrix(3, 8)[np.ix_(kept, kept)])
+    assert plan_cost(plan).params == plan_cost(Plan(analysis, frozenset())).params - 3 * (4 * 9 + 1) - 3 * 8 * 9 + 5 * 5
+    # a window over the pruned positions (what LRN on the smaller tensor would do) is caught
+    naive = onnx.ModelProto()
+    naive.CopyFrom(rewritten)
+    tensor = next(i for i in naive.graph.initializer if i.name.endswith("/window"))
+    tensor.CopyFrom(numpy_helper.from_array(window_matrix(3, 5).reshape(5, 5, 1, 1), tensor.name))
+    with pytest.raises(OnnxcarError, match="differs from the masked model"):
+        verify_equal(mask_channels(plan), naive, batch_sizes=(1, 2))
+    # the rewritten form is analysed as a channel window: conv_a stays prunable through it
+    again = analyze(rewritten)
+    assert again.group("conv_a").prunable and "lrn/window_sum" not in again.group("conv_a").producers
+
+
+def test_shuffle_couples_the_same_channel_of_every_group():
+    analysis = analyze(handbuilt.CASES["channel_shuffle"]())
+    group = analysis.group("conv_a")
+    atoms = next(e.atoms for e in analysis.tracer.edits if e.node == "conv_a" and e.kind is EditKind.OWN)
+    roots = analysis.roots(atoms)
+    assert group.size == 4 and roots[:4].tolist() == roots[4:].tolist() and len(set(roots[:4].tolist())) == 4
+
+
+def test_quantized_weights_stay_int8_with_per_channel_scales_sliced():
+    model = quantized.quantized_sample()
+    analysis = analyze(model)
+    plan = make_plan(analysis, analysis.group("conv2").channel_ids(range(0, 96, 2)))
+    pruned, masked = remove_channels(plan), mask_channels(plan)
+    count = lambda m, ops: sum(n.op_type in ops for n in m.graph.node)  # noqa: E731
+    assert count(pruned, {"QuantizeLinear", "DequantizeLinear"}) == count(model, {"QuantizeLinear", "DequantizeLinear"})
+    values = {i.name: numpy_helper.to_array(i) for i in pruned.graph.initializer}
+    assert values["conv2.weight_quantized"].dtype == np.int8 and values["conv2.weight_quantized"].shape == (48, 48, 3, 3)
+    assert values["conv2.weight_scale"].shape == values["conv2.weight_zero_point"].shape == (48,)
+    assert values["conv3.weight_quantized"].shape == (192, 48, 3, 3) and values["conv3.weight_scale"].shape == (192,)
+    assert values["conv2.bias_quantized"].dtype == np.int32 and values["conv2.bias_quantized"].shape == (48,)
+    # masking sets the integers that read removed channels to the zero point
+    masked_values = {i.name: numpy_helper.to_array(i) for i in masked.graph.initializer}
+    zero = masked_values["conv3.weight_zero_point"].reshape(-1, 1, 1)
+    assert (masked_values["conv3.weight_quantized"][:, 0::2] == zero[:, :, :, None]).all()
+    verify_equal(masked, pruned, batch_sizes=(1, 2))

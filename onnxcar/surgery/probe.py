@@ -145,7 +145,8 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
 
 def _suffix_nodes(graph: gs.Graph, mask: gs.Variable) -> set[str]:
     """Names of the nodes the suffix runs: those that depend on the mask or the candidates, and
-    the shape computations (Shape, Gather, Concat...) that feed them, which must see the suffix's rows."""
+    what feeds them without being an activation: shape computations (Shape, Gather, Concat...),
+    which must see the suffix's rows, and weights dequantized from constants."""
     tainted = {mask.name, CANDIDATE_INPUT}
     names = set()
     for node in graph.nodes:  # topological order
@@ -165,7 +166,10 @@ def _suffix_nodes(graph: gs.Graph, mask: gs.Variable) -> set[str]:
 
 
 def _batch_major(tensor: gs.Variable) -> bool:
-    """True for an activation with the batch first; False for shape arithmetic."""
+    """True for an activation with the batch first; False for shape arithmetic and for what a node
+    computes from constants alone (a DequantizeLinear of weights: the only such node left unfolded)."""
+    if all(isinstance(t, gs.Constant) or not t.name for t in tensor.inputs[0].inputs):
+        return False
     shape = tensor.shape
     floating = tensor.dtype is not None and np.issubdtype(np.dtype(tensor.dtype), np.floating)
     return floating and shape is not None and (len(shape) >= 2 or (len(shape) == 1 and not isinstance(shape[0], int)))

@@ -6,7 +6,7 @@ Every builder takes no arguments and returns a fresh ``onnx.ModelProto`` with
   H = W = 8 unless the case says otherwise) — the batch dim is a dim_param,
 * one graph output ``output`` (``conv_to_output`` has a second one,
   ``features``),
-* opset 17 (``split_equal`` and ``reducemean_axes_input`` use opset 18),
+* opset 17 (``split_equal`` and ``reducemean_axes_input`` use opset 18, ``slice_opset9`` opset 9),
   IR version 8, no ``value_info`` (run shape inference yourself if needed),
 * seeded random weights (``np.random.default_rng(seed)``), BN / InstanceNorm
   with non-trivial statistics (random mean, positive random var).
