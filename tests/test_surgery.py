@@ -65,6 +65,10 @@ def _ops_of(group, role):
     return {m.op_type for m in group.members if m.role.value == role}
 
 
+def _only_outputs_blocked(analysis) -> bool:
+    return all(g.prunable or any("graph output" in r for r in g.reasons) for g in analysis.groups)
+
+
 EXPECTED = {
     # a residual trunk couples the stem with every block's last conv
     "resnet_blocks": lambda a: any(len(g.producers) >= 3 and g.prunable for g in a.groups),
@@ -78,6 +82,11 @@ EXPECTED = {
     "vgg_flatten": lambda a: any(
         g.prunable and _ops_of(g, "consumer") & {"Gemm", "MatMul"} and _ops_of(g, "producer") == {"Conv"} for g in a.groups
     ),
+    # channel shuffles: the groups that pass one stay prunable (every group's i-th channel coupled)
+    "shufflenet_v1": lambda a: _only_outputs_blocked(a) and any("Transpose" in _ops_of(g, "through") for g in a.groups),
+    # the trunk: each unit's untouched half and transformed half are coupled across the shuffles
+    "shufflenet_v2": lambda a: _only_outputs_blocked(a) and any(
+        len(g.producers) >= 3 and "Transpose" in _ops_of(g, "through") for g in a.groups),
 }
 
 

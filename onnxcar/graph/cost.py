@@ -40,12 +40,14 @@ def plan_cost(plan: Plan) -> Cost:
     params, macs = 0, 0
     for edit in plan.analysis.tracer.edits:
         kept = int(plan.keep(edit.atoms).sum())
-        if edit.kind in (EditKind.READ, EditKind.OWN):
-            name = stored(nodes[edit.node].inputs[edit.input_index]).name
-            dims[name][edit.axis] = min(dims[name][edit.axis], kept)
-        elif edit.kind is EditKind.WINDOW and kept < len(edit.atoms):  # surgery writes the window out
+        if edit.kind is EditKind.WINDOW and kept < len(edit.atoms):  # surgery writes the window out
+            shape = static_dims(nodes[edit.node].outputs[0].shape)
             params += kept * kept
-            macs += kept * kept * int(np.prod(static_dims(nodes[edit.node].outputs[0].shape)[2:]))
+            macs += kept * kept * int(np.prod(shape[2:])) if shape else 0
+        elif edit.kind in (EditKind.READ, EditKind.OWN):
+            name = stored(nodes[edit.node].inputs[edit.input_index]).name
+            if name in dims:  # not the integer zero points of a per-channel activation quantizer
+                dims[name][edit.axis] = min(dims[name][edit.axis], kept)
     params += sum(int(np.prod(d)) for d in dims.values())
     for node in graph.nodes:
         weight = stored(node.inputs[1]) if node.op in _WEIGHTED and len(node.inputs) > 1 else None

@@ -33,7 +33,7 @@ import onnx
 import torch
 import torch.nn as nn
 
-from .exported import _export_dynamo, _export_torchscript
+from .exported import _export_dynamo, _export_torchscript, seeded
 
 __all__ = ["NAMES", "INPUT_CHW", "CLASSES", "REG_MAX", "export", "build_torch"]
 
@@ -199,18 +199,7 @@ NAMES: list[str] = list(_BUILDERS)
 def build_torch(name: str) -> nn.Module:
     """The seeded, eval-mode module, with BatchNorm statistics that are not the identity."""
     ctor, seed = _BUILDERS[name]
-    torch.manual_seed(seed)
-    model = ctor()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-    return model.eval()
+    return seeded(ctor, seed)
 
 
 @functools.lru_cache(maxsize=None)

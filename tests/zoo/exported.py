@@ -4,6 +4,7 @@ API::
 
     export(name, *, exporter="torchscript" | "dynamo", fold_bn: bool) -> onnx.ModelProto
     build_torch(name) -> torch.nn.Module        # the seeded eval-mode module itself
+    seeded(ctor, seed) -> torch.nn.Module       # any module built the same way
     input_shape(name) -> (C, H, W)
     NAMES  # small models (fast)
     LARGE  # ["resnet50_like"] -- 25.6 M params, 224x224; use in slow tests only
@@ -59,7 +60,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["NAMES", "LARGE", "EXPORTERS", "export", "build_torch", "input_shape", "resnet50_like"]
+__all__ = ["NAMES", "LARGE", "EXPORTERS", "export", "build_torch", "seeded", "input_shape", "resnet50_like"]
 
 NUM_CLASSES = 10
 INPUT_CHW = (3, 32, 32)
@@ -441,6 +442,11 @@ def input_shape(name: str) -> tuple[int, int, int]:
 def build_torch(name: str) -> nn.Module:
     """The seeded, eval-mode torch module (BN with random non-trivial running stats)."""
     ctor, _, seed = _BUILDERS[name]
+    return seeded(ctor, seed)
+
+
+def seeded(ctor: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``ctor()`` built under ``seed``, in eval mode, its BatchNorms given random non-trivial statistics."""
     torch.manual_seed(seed)
     model = ctor()
     gen = torch.Generator().manual_seed(seed + 1)
