@@ -66,7 +66,20 @@ def _ops_of(group, role):
 
 
 def _only_outputs_blocked(analysis) -> bool:
-    return all(g.prunable or any("graph output" in r for r in g.reasons) for g in analysis.groups)
+    return _blocked_layers(analysis) <= _at_outputs(analysis)
+
+
+def _blocked_layers(analysis) -> set[str]:
+    """Short names of the Conv and ConvTranspose layers whose output channels cannot be removed."""
+    free = {m.node for g in analysis.groups if g.prunable for m in g.members if m.role in (Role.PRODUCER, Role.THROUGH)}
+    return {analysis.layer_name(n.name) for n in analysis.graph.nodes
+            if n.op in ("Conv", "ConvTranspose") and n.name not in free}
+
+
+def _at_outputs(analysis) -> set[str]:
+    """Short names of the producers whose channels reach a graph output."""
+    return {analysis.layer_name(p) for g in analysis.groups if any("graph output" in r for r in g.reasons)
+            for p in g.producers}
 
 
 EXPECTED = {
@@ -125,9 +138,8 @@ def test_random_graphs_remove_equals_mask(model, seed):
 def test_classic_models_remove_equals_mask(name):
     model = classic.load_classic(name, dynamic_batch=True)
     analysis, pruned, result = remove_half_and_verify(model, batch_sizes=(1, 2))
-    # ShuffleNet's channel shuffles split the channel axis: they block every group that crosses one
-    assert sum(g.prunable for g in analysis.groups) >= (1 if name == "shufflenet" else 3)
-    assert name != "shufflenet" or any("splits or mixes the channel axis" in r for g in analysis.groups for r in g.reasons)
+    # LRN (alexnet, zfnet512, inception_v1) and ShuffleNet's channel shuffles included
+    assert _only_outputs_blocked(analysis), [(g.producers, g.reasons) for g in analysis.groups if not g.prunable]
     onnx.checker.check_model(pruned, full_check=True)
 
 
@@ -151,20 +163,14 @@ def _torch(module, name, exporter="torchscript"):
 COVERAGE = {
     **{name: handbuilt.CASES[name] for name in (
         "lrn", "channel_shuffle", "slice_opset9", "maxpool_unpool", "convtranspose_grouped", "convtranspose_depthwise")},
-    "shufflenet_v1": _torch(exported, "shufflenet_v1"),
-    "shufflenet_v2": _torch(exported, "shufflenet_v2"),
+    **{f"{name}_{exporter}": _torch(exported, name, exporter)
+       for name in ("shufflenet_v1", "shufflenet_v2") for exporter in exported.EXPORTERS},
     "detector": _torch(detection, "detector"),
     "segmenter": _torch(detection, "segmenter"),
     "segmenter_dynamo": _torch(detection, "segmenter", "dynamo"),
     "quantized_sample": quantized.quantized_sample,
 }
 SLOW_COVERAGE = {"detector_dynamo": _torch(detection, "detector", "dynamo")}
-
-
-def _blocked_layers(analysis) -> set[str]:
-    """Short names of the Conv and ConvTranspose layers whose filters cannot be removed."""
-    return {analysis.layer_name(m.node) for g in analysis.groups if not g.prunable for m in g.members
-            if m.role is Role.PRODUCER and m.op_type in ("Conv", "ConvTranspose")}
 
 
 # Only layers whose output channels are the model output's layout stay blocked: the detector's

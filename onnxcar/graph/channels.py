@@ -99,7 +99,8 @@ class Edit:
     """One change that removing channels makes to a node.
 
     ``atoms`` gives the atom at each position along ``axis`` of the node's input ``input_index``
-    (for GROUP and SPLIT, of the channel slot the count is taken from).
+    (for GROUP and SPLIT, of the channel slot the count is taken from; for the READ of a grouped
+    Conv, of its whole input, whose ``pieces`` are the channels each block of weight rows reads).
     """
 
     kind: EditKind
@@ -107,5 +108,5 @@ class Edit:
     input_index: int
     axis: int
     atoms: np.ndarray
-    pieces: tuple[np.ndarray, ...] = field(default=())  # SPLIT: atoms of each output
+    pieces: tuple[np.ndarray, ...] = field(default=())  # SPLIT: atoms of each output; READ: of each group
     bounds: tuple[int, int] = (0, 0)  # BOUNDS: original start and end positions

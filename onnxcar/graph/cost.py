@@ -46,6 +46,8 @@ def plan_cost(plan: Plan) -> Cost:
             macs += kept * kept * int(np.prod(shape[2:])) if shape else 0
         elif edit.kind in (EditKind.READ, EditKind.OWN):
             name = stored(nodes[edit.node].inputs[edit.input_index]).name
+            if edit.pieces:  # a grouped Conv: every group keeps as many
+                kept = int(plan.keep(edit.pieces[0]).sum())
             if name in dims:  # not the integer zero points of a per-channel activation quantizer
                 dims[name][edit.axis] = min(dims[name][edit.axis], kept)
     params += sum(int(np.prod(d)) for d in dims.values())

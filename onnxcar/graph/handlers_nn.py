@@ -3,7 +3,7 @@
 import numpy as np
 
 from onnxcar.errors import OnnxcarError
-from onnxcar.graph.channels import EditKind, Role, Slot
+from onnxcar.graph.channels import EditKind, Role, Slot, UnionFind
 from onnxcar.graph.context import NodeContext, Unhandled
 from onnxcar.graph.registry import register
 from onnxcar.graph.window import is_window
@@ -35,7 +35,7 @@ def conv(ctx: NodeContext) -> None:
             _depthwise(ctx, source, out_channels // groups)
         return
     if source is not None:
-        ctx.edit(EditKind.READ, 1, 1, _grouped(ctx, source, groups))
+        ctx.edit(EditKind.READ, 1, 1, source.atoms, pieces=_grouped(ctx, source, groups))
     atoms = np.tile(ctx.fresh(out_channels // groups), groups)
     ctx.edit(EditKind.OWN, 1, 0, atoms)
     _own_bias(ctx, atoms)
@@ -69,13 +69,41 @@ def conv_transpose(ctx: NodeContext) -> None:
     ctx.output(Slot(1, atoms))
 
 
-def _grouped(ctx: NodeContext, source: Slot, groups: int) -> np.ndarray:
-    """Couples the same local input channel of every group, so groups stay equal; returns the first group's atoms."""
-    per_group = source.size // groups
-    local = source.atoms[:per_group]
-    for group in range(1, groups):
-        ctx.union(local, source.atoms[group * per_group : (group + 1) * per_group])
-    return local
+def _grouped(ctx: NodeContext, source: Slot, groups: int) -> tuple[np.ndarray, ...]:
+    """Couples the input channels of a grouped layer so that every group loses as many as the others;
+    returns the atoms of each group.
+
+    The k-th positions of all groups are coupled, so a class has as many positions in every
+    group. Positions are taken in their order, or with each group's most repeated channels
+    first, whichever leaves more classes: after a shuffle whose groups do not divide the
+    layer's evenly, a channel straddles two groups, and aligning it by position would chain
+    every channel into one class.
+    """
+    parts = source.atoms.reshape(groups, -1)
+    roots = np.array([ctx.tracer.uf.find(int(atom)) for atom in source.atoms]).reshape(parts.shape)
+    orders = [np.tile(np.arange(parts.shape[1]), (groups, 1)), np.stack([_most_repeated_first(r) for r in roots])]
+    order = max(orders, key=lambda o: _classes_after(np.take_along_axis(roots, o, axis=1)))
+    aligned = np.take_along_axis(parts, order, axis=1)
+    for part in aligned[1:]:
+        ctx.union(aligned[0], part)
+    return tuple(parts)
+
+
+def _most_repeated_first(roots: np.ndarray) -> np.ndarray:
+    _, first, inverse, counts = np.unique(roots, return_index=True, return_inverse=True, return_counts=True)
+    return np.lexsort((np.arange(len(roots)), first[inverse], -counts[inverse]))
+
+
+def _classes_after(aligned: np.ndarray) -> int:
+    """How many classes the channels of ``aligned`` (groups x positions of class roots) form once
+    the k-th positions of all groups are coupled."""
+    classes = UnionFind()
+    index = {root: i for i, root in enumerate(np.unique(aligned).tolist())}
+    classes.add(len(index))
+    for column in aligned.T.tolist():
+        for root in column[1:]:
+            classes.union(index[column[0]], index[root])
+    return len(set(classes.root_array().tolist()))
 
 
 def _depthwise(ctx: NodeContext, source: Slot, multiplier: int) -> None:

@@ -36,23 +36,33 @@ def masked_graph(plan: Plan) -> gs.Graph:
         if edit.kind in _MASKERS:
             keep = plan.keep(edit.atoms)
             if not keep.all():
-                _MASKERS[edit.kind](graph, nodes[edit.node], edit, keep)
+                _MASKERS[edit.kind](graph, nodes[edit.node], edit, keep, plan)
     return graph
 
 
-def _zero_read(graph, node, edit: Edit, keep) -> None:
+def _zero_read(graph, node, edit: Edit, keep, plan) -> None:
     """Zeroes the weights that read removed channels (quantized ones: sets them to the zero point)."""
     source = dequantizer(node.inputs[edit.input_index])
     holder, index = (node, edit.input_index) if source is None else (source, 0)
     values = np.array(holder.inputs[index].values)
-    where = [slice(None)] * values.ndim
-    where[edit.axis] = ~keep
-    where = tuple(where)
-    values[where] = 0 if source is None else zero_points(source)[where]
+    removed = np.zeros(values.shape, dtype=bool)
+    for rows, kept in _row_blocks(values, edit, keep, plan):
+        where = [rows] + [slice(None)] * (values.ndim - 1)
+        where[edit.axis] = ~kept
+        removed[tuple(where)] = True
+    values[removed] = 0 if source is None else zero_points(source)[removed]
     _set_constant(holder, index, values)
 
 
-def _blind_window(graph, node, edit: Edit, keep) -> None:
+def _row_blocks(values: np.ndarray, edit: Edit, keep, plan) -> list[tuple[slice, np.ndarray]]:
+    """(rows, kept entries along the axis) of each block of weight rows: one block, or for a grouped
+    Conv one per group, each reading its own channels."""
+    flags = [plan.keep(piece) for piece in edit.pieces] or [keep]
+    size = len(values) // len(flags)
+    return [(slice(k * size, (k + 1) * size), kept) for k, kept in enumerate(flags)]
+
+
+def _blind_window(graph, node, edit: Edit, keep, plan) -> None:
     """Masks an LRN's input: its window then sums only the kept channels, and the masked
     channels' own outputs are read by zeroed weights alone."""
     source = node.inputs[edit.input_index]
@@ -83,14 +93,14 @@ def _slice_values(graph, node, edit: Edit, keep, plan, opset) -> None:
     """Keeps the kept entries along the axis; of a quantized weight, its integers and, when they
     run along that axis, its scales and zero points."""
     source = dequantizer(node.inputs[edit.input_index])
-    if source is None:
-        _set_constant(node, edit.input_index, np.compress(keep, node.inputs[edit.input_index].values, axis=edit.axis))
-        return
-    _set_constant(source, 0, np.compress(keep, source.inputs[0].values, axis=edit.axis))
-    if quantized_axis(source) == edit.axis:
-        for index in range(1, len(source.inputs)):
-            if source.inputs[index].name:
-                _set_constant(source, index, np.compress(keep, source.inputs[index].values))
+    holder, index = (node, edit.input_index) if source is None else (source, 0)
+    values = np.asarray(holder.inputs[index].values)
+    blocks = [np.compress(kept, values[rows], axis=edit.axis) for rows, kept in _row_blocks(values, edit, keep, plan)]
+    _set_constant(holder, index, np.concatenate(blocks))
+    if source is not None and quantized_axis(source) == edit.axis:
+        for k in range(1, len(source.inputs)):
+            if source.inputs[k].name:
+                _set_constant(source, k, np.compress(keep, source.inputs[k].values))
 
 
 def _shape_entry(graph, node, edit: Edit, keep, plan, opset) -> None:
