@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch")
 
 from onnxcar.bridge import OnnxModule, write_back  # noqa: E402
 from onnxcar.errors import OnnxcarError  # noqa: E402
+from onnxcar.graph import analyze  # noqa: E402
+from onnxcar.surgery import make_plan, remove_channels  # noqa: E402
 from tests.zoo import classic, dynamic, exported, handbuilt  # noqa: E402
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
@@ -309,6 +311,20 @@ def test_zoo_handbuilt_matches_onnxruntime(name):
     module = OnnxModule(model).eval()
     for batch in (1, 3):
         assert_matches_ort(model, graph_feeds(model, batch), module)
+
+
+def test_pruned_lrn_matches_onnxruntime_and_keeps_its_window_fixed():
+    """Removing channels around an LRN writes it as a channel-window Conv and scalar ops (surgery.lrn)."""
+    analysis = analyze(handbuilt.CASES["lrn"]())
+    model = remove_channels(make_plan(analysis, analysis.group("conv_a").channel_ids([0, 3, 6])))
+    assert "LRN" not in {n.op_type for n in model.graph.node}
+    module = OnnxModule(model).eval()
+    for batch in (1, 3):
+        assert_matches_ort(model, graph_feeds(model, batch), module)
+    fixed = {"lrn/window", "lrn/alpha_over_size", "lrn/bias", "lrn/beta"}
+    trained = {module.onnx_names[name] for name, _ in module.named_parameters()}
+    assert not fixed & trained and {"conv_a.weight", "conv_b.weight"} <= trained
+    assert fixed <= set(module.initializers())
 
 
 @pytest.mark.parametrize("fold_bn", [False, True], ids=["bn", "folded"])

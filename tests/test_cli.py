@@ -483,10 +483,10 @@ def test_unwritable_output(ws, tmp_path, where, fragment):
 GROUP_KEYS = {"id", "channels", "prunable", "reason", "layers", "params_share", "macs_share", "members"}
 ROLES = {"producer", "through", "consumer"}
 INSPECT_CASES = ["flatten_gemm", "conv_bn_relu", "concat_channels", "residual_add_fanout", "se_gate",
-                 "split_channels", "depthwise_conv", "softmax_channels", "conv_to_output", "lrn"]
+                 "split_channels", "depthwise_conv", "softmax_channels", "conv_to_output", "lrn", "maxout"]
 
 
-BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output", "lrn": "LRN"}
+BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output", "maxout": "split over axes"}
 
 
 def check_inspect_schema(report: dict, model: onnx.ModelProto, path) -> None:

@@ -181,7 +181,7 @@ def _visit(node: gs.Node, tracer: Tracer, opset: int | None) -> None:
     except Unhandled as err:
         reason = f"{node.name} ({node.op}): {err}"
         for index in range(len(node.inputs)):
-            slot = ctx.slot(index)
+            slot = ctx.slot(index, split=True)
             if slot is not None:
                 tracer.block(slot.atoms, reason)
         for output in node.outputs:  # whatever the handler set before it gave up is void

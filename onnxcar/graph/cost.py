@@ -10,6 +10,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxcar.graph.channels import EditKind
+from onnxcar.graph.constants import stored
 from onnxcar.graph.context import static_dims
 
 if TYPE_CHECKING:
@@ -20,12 +21,14 @@ _POSITIONS = {  # op -> the tensor whose size gives the positions a weight is us
     "Conv": (lambda node: node.outputs[0], slice(2, None)),
     "ConvTranspose": (lambda node: node.inputs[0], slice(2, None)),
     "MatMul": (lambda node: node.inputs[0], slice(1, -1)),
+    "LRN": (lambda node: node.outputs[0], slice(2, None)),  # the channel window a pruned LRN becomes
 }
 
 
 @dataclass(frozen=True)
 class Cost:
-    """Float parameters, and MACs per sample of Conv, ConvTranspose, Gemm and MatMul layers
+    """Parameters (float constants and quantized weights), and MACs per sample of Conv,
+    ConvTranspose, Gemm and MatMul layers and of the channel window a pruned LRN becomes
     (None when the size of a layer's activations is unknown: a symbolic height or width)."""
 
     params: int
@@ -39,27 +42,41 @@ def plan_cost(plan: Plan, shapes: Mapping[str, tuple[int, ...]] | None = None) -
     """The cost of the model the plan would leave (of the whole model when it removes nothing).
 
     MACs are counted at the tensor ``shapes`` (by name, from :func:`onnxcar.graph.shapes.tensor_shapes`
-    at the input shapes of interest); by default at the graph's own static shapes.
+    at the input shapes of interest), and where those do not size a tensor (or none are given),
+    at the graph's own static shapes, which folding may have made known.
     """
     graph = plan.analysis.graph
     nodes = {node.name: node for node in graph.nodes}
     dims: dict[str, list[int]] = {
-        name: list(np.shape(t.values)) for name, t in graph.tensors().items() if _is_float_constant(t)
+        name: list(np.shape(t.values)) for name, t in graph.tensors().items() if _is_parameter(t)
     }
+    windows: list[tuple[gs.Node, int]] = []  # pruned LRNs and the channels their window keeps
     for edit in plan.analysis.tracer.edits:
-        if edit.kind in (EditKind.READ, EditKind.OWN):
-            name = nodes[edit.node].inputs[edit.input_index].name
-            dims[name][edit.axis] = min(dims[name][edit.axis], int(plan.keep(edit.atoms).sum()))
-    params = sum(int(np.prod(d)) for d in dims.values())
-    shape_of = (lambda t: static_dims(t.shape)) if shapes is None else (lambda t: shapes.get(t.name))
+        kept = int(plan.keep(edit.atoms).sum())
+        if edit.kind is EditKind.WINDOW and kept < len(edit.atoms):  # surgery writes the window out
+            windows.append((nodes[edit.node], kept))
+        elif edit.kind in (EditKind.READ, EditKind.OWN):
+            name = stored(nodes[edit.node].inputs[edit.input_index]).name
+            if edit.pieces:  # a grouped Conv: every group keeps as many
+                kept = int(plan.keep(edit.pieces[0]).sum())
+            if name in dims:  # not the integer zero points of a per-channel activation quantizer
+                dims[name][edit.axis] = min(dims[name][edit.axis], kept)
+    params = sum(int(np.prod(d)) for d in dims.values()) + sum(kept * kept for _, kept in windows)
+    layers = [(node, int(np.prod(dims[weight.name]))) for node in graph.nodes
+              if (weight := _weight(node)) is not None and weight.name in dims]
+    shapes = shapes or {}
+    shape_of = lambda t: shapes.get(t.name) or static_dims(t.shape)  # noqa: E731
     macs = 0
-    for node in graph.nodes:
-        if node.op in _WEIGHTED and len(node.inputs) > 1 and node.inputs[1].name in dims:
-            positions = _positions(node, shape_of)
-            if positions is None:
-                return Cost(params, None)
-            macs += int(np.prod(dims[node.inputs[1].name])) * positions
+    for node, size in layers + [(node, kept * kept) for node, kept in windows]:
+        positions = _positions(node, shape_of)
+        if positions is None:
+            return Cost(params, None)
+        macs += size * positions
     return Cost(params, macs)
+
+
+def _weight(node: gs.Node) -> gs.Tensor | None:
+    return stored(node.inputs[1]) if node.op in _WEIGHTED and len(node.inputs) > 1 else None
 
 
 def _positions(node: gs.Node, shape_of: Callable[[gs.Tensor], Sequence[int] | None]) -> int | None:
@@ -71,5 +88,10 @@ def _positions(node: gs.Node, shape_of: Callable[[gs.Tensor], Sequence[int] | No
     return None if shape is None else int(np.prod(shape[axes]))
 
 
-def _is_float_constant(tensor: gs.Tensor) -> bool:
-    return isinstance(tensor, gs.Constant) and np.issubdtype(np.asarray(tensor.values).dtype, np.floating)
+def _is_parameter(tensor: gs.Tensor) -> bool:
+    """A float constant, or the integers of a quantized one."""
+    if not isinstance(tensor, gs.Constant):
+        return False
+    return np.issubdtype(np.asarray(tensor.values).dtype, np.floating) or any(
+        node.op == "DequantizeLinear" and node.inputs[0] is tensor for node in tensor.outputs
+    )

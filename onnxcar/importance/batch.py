@@ -22,7 +22,9 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
     """Checks ``dataset`` against ``model`` (and against ``input_shapes``, when given) before any
     long work, and labels it if it has no labels.
 
-    Without labels, the original model's top-1 predictions are the labels (agreement mode).
+    Without labels, the original model's outputs are the targets (agreement mode): its top-1
+    predictions for classification, its (first) output itself for regression, so RAR scores
+    the squared error against what the unpruned model computes.
     """
     with make_runner(model, config) as runner:
         session_inputs = runner.inputs()
@@ -41,14 +43,15 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
         inputs = {name: dataset.images}
         if dataset.labels is not None:
             return Batch(inputs, dataset.labels)
-        if task.kind != "classification":
-            raise DataError("regression needs targets in the data", arguments=("labels_key",))
-        log.info("no labels: using the original model's top-1 predictions (agreement mode)")
-        predictions = [
-            runner.run({name: dataset.images[i : i + config.batch_size]})[0].reshape(-1, width or 1).argmax(axis=1)
+        outputs = np.concatenate([
+            runner.run({name: dataset.images[i : i + config.batch_size]})[0]
             for i in range(0, len(dataset), config.batch_size)
-        ]
-        return Batch(inputs, np.concatenate(predictions).astype(np.int64))
+        ])
+        if task.kind == "regression":
+            log.info("no targets: using the original model's outputs (agreement mode, squared error)")
+            return Batch(inputs, outputs)
+        log.info("no labels: using the original model's top-1 predictions (agreement mode)")
+        return Batch(inputs, outputs.reshape(len(dataset), -1).argmax(axis=1).astype(np.int64))
 
 
 def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig, progress: Progress = silent) -> dict:
