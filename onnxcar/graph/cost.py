@@ -30,6 +30,25 @@ class Cost:
 
 def plan_cost(plan: Plan) -> Cost:
     """The cost of the model the plan would leave (of the whole model when it removes nothing)."""
+    dims = _kept_dims(plan)
+    params = sum(int(np.prod(d)) for d in dims.values())
+    return Cost(params, sum(cost.macs for cost in layer_costs(plan, dims).values()))
+
+
+def layer_costs(plan: Plan, dims: dict[str, list[int]] | None = None) -> dict[str, Cost]:
+    """The cost of each Conv, ConvTranspose, Gemm and MatMul node the plan would leave, by node
+    name: its float constant inputs (weights and bias) and its MACs per sample."""
+    dims = _kept_dims(plan) if dims is None else dims
+    costs = {}
+    for node in plan.analysis.graph.nodes:
+        if node.op in _WEIGHTED and len(node.inputs) > 1 and node.inputs[1].name in dims:
+            params = sum(int(np.prod(dims[name])) for name in dict.fromkeys(i.name for i in node.inputs) if name in dims)
+            costs[node.name] = Cost(params, int(np.prod(dims[node.inputs[1].name])) * _positions(node))
+    return costs
+
+
+def _kept_dims(plan: Plan) -> dict[str, list[int]]:
+    """The shape of every float constant after the plan's removals."""
     graph = plan.analysis.graph
     nodes = {node.name: node for node in graph.nodes}
     dims: dict[str, list[int]] = {
@@ -39,12 +58,7 @@ def plan_cost(plan: Plan) -> Cost:
         if edit.kind in (EditKind.READ, EditKind.OWN):
             name = nodes[edit.node].inputs[edit.input_index].name
             dims[name][edit.axis] = min(dims[name][edit.axis], int(plan.keep(edit.atoms).sum()))
-    params = sum(int(np.prod(d)) for d in dims.values())
-    macs = 0
-    for node in graph.nodes:
-        if node.op in _WEIGHTED and len(node.inputs) > 1 and node.inputs[1].name in dims:
-            macs += int(np.prod(dims[node.inputs[1].name])) * _positions(node)
-    return Cost(params, macs)
+    return dims
 
 
 def _positions(node: gs.Node) -> int:
