@@ -10,7 +10,7 @@ from onnxcar.data.spec import PRESETS, DataSpec
 from onnxcar.errors import OnnxcarError
 
 
-def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+def comma_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
@@ -30,8 +30,8 @@ _DATA_OPTIONS = [
     ),
     click.option("--resize", type=click.IntRange(min=1), help="Resize the shorter image side to this (bilinear)."),
     click.option("--crop", type=click.IntRange(min=1), help="Centre-crop to this square size."),
-    click.option("--mean", callback=_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
-    click.option("--std", callback=_floats, help="Per-channel std after scaling to [0, 1]."),
+    click.option("--mean", callback=comma_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
+    click.option("--std", callback=comma_floats, help="Per-channel std after scaling to [0, 1]."),
     click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), help="Model input layout."),
     click.option("--input-name", help="Model input the images feed (default: the only one)."),
     click.option("--limit", type=click.IntRange(min=1), help="Keep N items (seeded, class-stratified)."),
@@ -150,3 +150,8 @@ def task_option(command):
         "--task", type=click.Choice(["classification", "regression"]), default="classification", show_default=True,
         help="Accuracy (CAR) or mean squared error (RAR).",
     )(command)
+
+
+def comma_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """A click callback: ``a,b, c`` as ("a", "b", "c"); nothing given as ()."""
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
