@@ -69,7 +69,7 @@ def scan_figure(scan: Scan, accuracy: bool) -> bytes:
     scale = 100 if accuracy else 1
     for layer in scan.layers:
         if layer.points:
-            x, y = zip(*layer.points)
+            x, y = zip((0.0, scan.original), *layer.points)  # every layer starts from the unpruned model
             ax.plot(100 * np.asarray(x), scale * np.asarray(y), marker="o", markersize=3,
                     label=f"{layer.layer} ({layer.filters})")
     ax.axhline(scale * scan.original, color="black", linestyle="--", linewidth=1, label="unpruned")

@@ -54,8 +54,9 @@ def render_report(paths: list[pathlib.Path], config: ReportConfig = ReportConfig
         _colour(views, colour_rows, config.first), _settings(facts),
     ) if s is not None]
     problems = tuple(note for v in views for note in v.notes)
-    if problems:
-        sections.insert(0, Section("What this page could not show", tuple(Note(p, True) for p in problems)))
+    if problems:  # each problem is told where it applies, under Filter pictures
+        told = f"{len(problems)} note{'s' if len(problems) > 1 else ''} under Filter pictures say{'s' if len(problems) == 1 else ''} what and why."
+        sections.insert(0, Section("What this page could not show", (Note(told, True),)))
     sources = tuple({"file": f.source, "kind": f.kind, "version": f.version} for f in facts)
     intro = (f"Made by onnxcar {__version__} from " + ", ".join(f"{s['file']} ({s['kind']} report)" for s in sources) + ".",)
     figs = _unique([b for s in sections for b in s.blocks if isinstance(b, Figure)])
