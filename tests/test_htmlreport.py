@@ -140,3 +140,11 @@ def test_sensitivity_cli_table_and_json(reports):
     assert (report["kind"], report["version"], report["config"]["criterion"]) == ("sensitivity", 1, "car")
     assert [p["removed"] for p in report["layers"][0]["points"]] == [3]
     assert_cli_error(invoke("sensitivity", reports / "m.onnx", "--steps", "0.5,1.5", *data), "strictly between 0 and 1")
+
+
+def test_the_committed_comparison_draws_every_criterion(tmp_path):
+    """samples/car_vs_baselines_1000.json predates "kind": recognised by its keys; one line per criterion."""
+    result = assert_ok(render("samples/car_vs_baselines_1000.json", "-o", tmp_path / "c.html", "--json"))
+    assert json.loads(result.stdout)["figures"] == ["accuracy_pruning_set_accuracy"]
+    html = (tmp_path / "c.html").read_text()
+    assert "<td>car</td><td>75.53% (24 removed)</td><td>76.51% (48 removed)</td>" in html

@@ -127,11 +127,8 @@ def read_comparison(data: dict, source: str, version: int) -> Facts:
     curves = [Curve(r["layer"], r["criterion"], _points(r["curve"]), _metric_name("classification")) for r in runs]
     curves += [Curve(r["layer"], r["criterion"], _points(r["test_curve"]), _metric_name("classification", "test"))
                for r in runs if r.get("test_curve")]
-    orders: dict[str, dict[str, tuple[int, ...]]] = {}
-    for run in runs:
-        if "channels" in run:
-            orders.setdefault(run["criterion"], {})[run["layer"]] = tuple(run["channels"])
-    prunings = tuple(Pruning(c, data.get("model"), data.get("data"), layers) for c, layers in orders.items())
+    prunings = tuple(Pruning(r["criterion"], data.get("model"), data.get("data"), {r["layer"]: tuple(r["channels"])})
+                     for r in runs if "channels" in r)  # each run pruned its layer alone
     layers = list(dict.fromkeys(r["layer"] for r in runs))
     top1 = {(r["layer"], r["criterion"]): r for r in runs}
     rows = tuple((c, *(f"{top1[l, c]['test_top1']:.2%} ({top1[l, c]['removed']} removed)" if (l, c) in top1 else "-"
