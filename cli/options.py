@@ -151,7 +151,3 @@ def task_option(command):
         help="Accuracy (CAR) or mean squared error (RAR).",
     )(command)
 
-
-def comma_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
-    """A click callback: ``a,b, c`` as ("a", "b", "c"); nothing given as ()."""
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()

@@ -5,10 +5,9 @@ from pathlib import Path
 import click
 
 from onnxcar.cli.options import runner_options
-from onnxcar.cli.progress import progress_bars
+from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.htmlreport import KINDS, ReportConfig, render_report
 from onnxcar.io import atomic_write, check_output_path
-from onnxcar.report import dumps
 
 
 @click.command("report")
@@ -22,15 +21,14 @@ from onnxcar.report import dumps
 @runner_options
 @click.option("--force", is_flag=True, help="Overwrite an existing page or PNGs.")
 @click.option("--json", "as_json", is_flag=True, help="Print what the page shows (figures, problems, colour table) as JSON.")
-@click.pass_context
-def report_command(ctx, reports, output, png_dir, first, patches, runner, force, as_json):
+def report_command(reports, output, png_dir, first, patches, runner, force, as_json):
     """Render REPORTS (JSON from prune, score, sensitivity, ...) as one HTML page readable offline.
 
     Several prune reports of one layer draw one line per criterion. Filter pictures and colour
     indices are computed from the model and pruning set each report names.
     """
     output = check_output_path(output, force=force)
-    with progress_bars(quiet=ctx.find_root().obj["quiet"] or as_json) as progress:
+    with bars(as_json) as progress:
         rendered = render_report(list(reports), ReportConfig(first, patches, runner), progress)
     if png_dir:
         png_dir.mkdir(parents=True, exist_ok=True)
@@ -39,12 +37,12 @@ def report_command(ctx, reports, output, png_dir, first, patches, runner, force,
     for path, data in pngs:
         atomic_write(path, lambda f, data=data: f.write(data))
     if as_json:
-        click.echo(dumps({"output": str(output), **rendered.to_dict()}))
+        emit_json({"output": str(output), **rendered.to_dict()})
         return
     for problem in rendered.problems:
         click.echo(f"note: not shown: {problem}", err=True)
     extra = f" and {len(pngs)} PNGs in {png_dir}" if png_dir else ""
-    click.echo(f"wrote {output} ({len(rendered.figures)} figures){extra}")
+    summary(f"wrote {output} ({len(rendered.figures)} figures){extra}")
 
 
 report_command.help += f"\n\nReport kinds read: {', '.join(sorted(KINDS))}."

@@ -2,19 +2,17 @@
 
 import click
 
-from onnxcar.cli.options import comma_floats, comma_list, data_options, runner_options, task_option
-from onnxcar.cli.progress import progress_bars
-from onnxcar.importance import CRITERIA
+from onnxcar.cli.options import comma_floats, criterion_option, data_options, layers_option, runner_options, task_option
+from onnxcar.cli.output import bars, emit_json
 from onnxcar.interpret.sensitivity import DEFAULT_STEPS, SensitivityConfig, sensitivity
 from onnxcar.io import check_output_path, load_model
-from onnxcar.report import dumps, write_json
+from onnxcar.report import write_json
 
 
 @click.command("sensitivity")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--criterion", type=click.Choice(CRITERIA), default="l1", show_default=True,
-              help="How each layer's filters are ranked (car and rar rescore after every removal).")
-@click.option("--layers", callback=comma_list, help="Comma-separated layers (see inspect); default: every prunable one.")
+@criterion_option
+@layers_option
 @click.option("--steps", callback=comma_floats, help="Comma-separated shares of each layer to remove [default: 0.1,...,0.9].")
 @click.option("--per-iter", type=click.IntRange(min=1), default=1, show_default=True, help="Filters removed per greedy iteration.")
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random criterion.")
@@ -24,20 +22,19 @@ from onnxcar.report import dumps, write_json
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON report here (for onnxcar report).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout.")
-@click.pass_context
-def sensitivity_command(ctx, model, criterion, layers, steps, per_iter, random_seed, data_spec, runner, task, output,
+def sensitivity_command(model, criterion, layers, steps, per_iter, random_seed, data_spec, runner, task, output,
                         force, as_json):
     """Prune each layer of MODEL alone by a criterion and report pruning-set accuracy at each step."""
     config = SensitivityConfig(criterion, steps or DEFAULT_STEPS, layers, per_iter, random_seed,
                                "regression" if criterion == "rar" else task)
     output = check_output_path(output, force=force, source=model) if output else None
-    with progress_bars(quiet=ctx.find_root().obj["quiet"] or as_json) as progress:
+    with bars(as_json) as progress:
         result = sensitivity(load_model(model), config, data_spec, runner, progress)
     report = {"model": str(model), "data": data_spec.to_dict(), **result.to_dict()}
     if output:
         write_json(report, output)
     if as_json:
-        click.echo(dumps(report))
+        emit_json(report)
         return
     accuracy = config.task == "classification"
     header = "layer        filters " + " ".join(f"{100 * s:>6.0f}%" for s in config.steps)

@@ -148,3 +148,36 @@ def test_the_committed_comparison_draws_every_criterion(tmp_path):
     assert json.loads(result.stdout)["figures"] == ["accuracy_pruning_set_accuracy"]
     html = (tmp_path / "c.html").read_text()
     assert "<td>car</td><td>75.53% (24 removed)</td><td>76.51% (48 removed)</td>" in html
+
+
+def test_a_pipeline_report_shows_its_stages_and_prune_stages(reports, tmp_path):
+    """``onnxcar run`` with two prune stages: the first draws the recipe's model, the second says why it cannot."""
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f"""
+model = "{reports / 'm.onnx'}"
+[data.prune]
+path = "{reports / 'd.npz'}"
+preprocess = "cifar10"
+[data.test]
+path = "{reports / 'd.npz'}"
+preprocess = "cifar10"
+[[stages]]
+kind = "prune"
+criterion = "car"
+layers = ["conv_a"]
+count = 2
+[[stages]]
+kind = "prune"
+layers = ["conv_b"]
+count = 2
+[[stages]]
+kind = "evaluate"
+""")
+    assert_ok(invoke("-q", "run", recipe, "--output-dir", tmp_path / "run"))
+    result = assert_ok(render(tmp_path / "run" / "report.json", "-o", tmp_path / "r.html", "--json"))
+    summary = json.loads(result.stdout)
+    html = (tmp_path / "r.html").read_text()
+    assert summary["reports"][0]["kind"] == "pipeline"
+    assert ["stage 1 (prune)" in p for p in summary["problems"]] == [True]
+    assert "filters_conv_a_car" in summary["figures"] and not any("conv_b" in f for f in summary["figures"])
+    assert "<h3>Stages (report.json)</h3>" in html and "<td>evaluate</td>" in html

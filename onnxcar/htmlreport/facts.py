@@ -66,3 +66,4 @@ class Facts:
     prunings: tuple[Pruning, ...] = ()
     tables: tuple[Table, ...] = ()
     settings: dict = field(default_factory=dict)  # the run's configuration and data spec, shown as they are
+    notes: tuple[str, ...] = ()  # what the report itself does not let the page show

@@ -4,6 +4,7 @@ A report names its ``kind`` and ``version``; prune reports written before they c
 are recognised by their keys. A new kind plugs in with ``@register_kind("name", versions)``.
 """
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import Callable
@@ -137,3 +138,34 @@ def read_comparison(data: dict, source: str, version: int) -> Facts:
     settings = {k: v for k, v in data.items() if k != "runs"}
     return Facts(source, "comparison", version, curves=tuple(curves), prunings=prunings, tables=(table,),
                  settings=settings)
+
+
+@register_kind("pipeline")
+def read_pipeline(data: dict, source: str, version: int) -> Facts:
+    """An ``onnxcar run`` report: each stage, the gates, and what its prune stages removed.
+
+    A prune stage's input model is the recipe's model when it is the first stage; later prune
+    stages read a model the report does not keep, so they get no pictures.
+    """
+    stages, notes, nested = data["stages"], [], []
+    for index, stage in enumerate(stages):
+        if stage["kind"] != "prune" or not stage.get("report"):
+            continue
+        facts = read_prune(stage["report"], source, 1)
+        model = data.get("model") if index == 0 else None
+        if model is None:
+            notes.append(f"stage {index} (prune) read the model an earlier stage made, which the report does not keep: "
+                         "its filters are not drawn")
+        nested.append(dataclasses.replace(facts, prunings=tuple(dataclasses.replace(p, model=model)
+                                                                 for p in facts.prunings)))
+    table = Table("Stages", ("stage", "kind", "cached", "seconds", "metrics"), tuple(
+        (str(i), s["kind"], "yes" if s.get("cached") else "no", f"{s.get('seconds', 0):.1f}",
+         ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in (s.get("metrics") or {}).items()))
+        for i, s in enumerate(stages)))
+    gates = Table("Gates", ("gate", "passed"), tuple((g.get("message", g.get("name", "")), "yes" if g.get("passed") else "NO")
+                                                     for g in data.get("gates", [])))
+    settings = {k: data.get(k) for k in ("recipe", "model", "output", "passed", "metrics", "seconds")}
+    return Facts(source, "pipeline", version, curves=tuple(c for f in nested for c in f.curves),
+                 prunings=tuple(p for f in nested for p in f.prunings),
+                 tables=(table, *((gates,) if gates.rows else ()), *(t for f in nested for t in f.tables)),
+                 settings=settings, notes=tuple(notes))

@@ -50,12 +50,13 @@ def render_report(paths: list[pathlib.Path], config: ReportConfig = ReportConfig
     views = _views(facts, paths, config, progress)
     colour_rows = _colour_rows(views, config.first)
     sections = [s for s in (
-        _curves(facts), _scans(facts), _costs(views), _tables(facts), _pictures(views),
+        _curves(facts), _scans(facts), _costs(views), _tables(facts), _pictures(facts, views),
         _colour(views, colour_rows, config.first), _settings(facts),
     ) if s is not None]
-    problems = tuple(note for v in views for note in v.notes)
+    problems = tuple(note for f in facts for note in f.notes) + tuple(note for v in views for note in v.notes)
     if problems:  # each problem is told where it applies, under Filter pictures
-        told = f"{len(problems)} note{'s' if len(problems) > 1 else ''} under Filter pictures say{'s' if len(problems) == 1 else ''} what and why."
+        one = len(problems) == 1
+        told = f"{len(problems)} note{'' if one else 's'} under Filter pictures say{'s' if one else ''} what and why."
         sections.insert(0, Section("What this page could not show", (Note(told, True),)))
     sources = tuple({"file": f.source, "kind": f.kind, "version": f.version} for f in facts)
     intro = (f"Made by onnxcar {__version__} from " + ", ".join(f"{s['file']} ({s['kind']} report)" for s in sources) + ".",)
@@ -113,8 +114,8 @@ def _tables(facts: list[Facts]) -> Section | None:
     return Section("Results", blocks) if blocks else None
 
 
-def _pictures(views: list[ModelViews]) -> Section | None:
-    blocks: list = []
+def _pictures(facts: list[Facts], views: list[ModelViews]) -> Section | None:
+    blocks: list = [Note(n, True) for f in facts for n in f.notes]
     for v in views:
         blocks += [Note(n, True) for n in v.notes]
         for pruning in v.prunings:

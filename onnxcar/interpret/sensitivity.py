@@ -19,8 +19,8 @@ from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
 from onnxcar.progress import Progress, silent
-from onnxcar.prune.config import Target
-from onnxcar.prune.driver import greedy, select_groups
+from onnxcar.pruning.driver import greedy, select_groups
+from onnxcar.pruning.targets import Ratio
 from onnxcar.runners.config import RunnerConfig
 
 REPORT_KIND, REPORT_VERSION = "sensitivity", 1
@@ -109,7 +109,7 @@ def scan(analysis: Analysis, config: SensitivityConfig, scorer: DataScorer, prog
     """The scan on an analysed model, with the pruning set held by ``scorer``."""
     importance = make_importance(config.criterion, scorer, config.seed)
     groups = select_groups(analysis, config.layers)
-    counts = {g.id: [Target(ratio=step).removals(g.size) for step in config.steps] for g in groups}
+    counts = {g.id: [Ratio(step).removals(g.size) for step in config.steps] for g in groups}
     total, done = sum(max(c) for c in counts.values()), 0
     original = scorer.metric(analysis, groups[0], frozenset())
     layers = []
