@@ -181,3 +181,13 @@ kind = "evaluate"
     assert ["stage 1 (prune)" in p for p in summary["problems"]] == [True]
     assert "filters_conv_a_car" in summary["figures"] and not any("conv_b" in f for f in summary["figures"])
     assert "<h3>Stages (report.json)</h3>" in html and "<td>evaluate</td>" in html
+
+
+def test_a_report_that_does_not_fit_its_model_says_so(reports, tmp_path):
+    report = json.loads((reports / "l1.json").read_text())
+    report["model"] = str(reports / "m.onnx")
+    for removal in report["removed"]:
+        removal["layer"] = "conv_z"
+    (tmp_path / "l1.json").write_text(json.dumps(report))
+    summary = json.loads(assert_ok(render(tmp_path / "l1.json", "-o", tmp_path / "r.html", "--json")).stdout)
+    assert ["does not fit the model" in p and "conv_z" in p for p in summary["problems"]] == [True]

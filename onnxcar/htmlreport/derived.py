@@ -63,10 +63,14 @@ def model_views(
         views.notes.append(f"the model {model} cannot be read ({err}): its costs and pictures are not shown")
         return views
     layers = tuple(dict.fromkeys(layer for p in prunings for layer in p.removed))
-    views.costs = _costs(analysis, prunings)
+    try:
+        views.costs = _costs(analysis, prunings)
+        first = [name for name in layers if reads_image(analysis, analysis.group(name))]
+    except OnnxcarError as err:  # the report names layers this model does not have
+        views.notes.append(f"the report does not fit the model {model} ({err}): its costs and pictures are not shown")
+        return views
     progress("report", 1, 3, "costs")
     pixels = _pixels(prunings, report_dir, views.notes)
-    first = [name for name in layers if reads_image(analysis, analysis.group(name))]
     deeper = [name for name in layers if name not in first]
     for name in first:
         views.tiles[name] = rgb_tiles(producer_weights(analysis, analysis.group(name)), input_std(pixels))
@@ -85,7 +89,7 @@ def model_views(
     return views
 
 
-def removal_label(pruning: Pruning) -> str:
+def _removal_label(pruning: Pruning) -> str:
     """What a pruning removed, by count: prunings that remove as many filters cost the same."""
     return ", ".join(f"{len(channels)} of {layer}" for layer, channels in pruning.removed.items())
 
@@ -97,7 +101,7 @@ def _costs(analysis: Analysis, prunings: list[Pruning]) -> dict[str, dict[str, C
     costs = {"before": by_layer(frozenset())}
     for pruning in prunings:
         ids = frozenset(i for layer, channels in pruning.removed.items() for i in analysis.group(layer).channel_ids(channels))
-        costs.setdefault(f"after removing {removal_label(pruning)}", by_layer(ids))
+        costs.setdefault(f"after removing {_removal_label(pruning)}", by_layer(ids))
     return costs
 
 
