@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out (same settings) and do only the missing ones")
     parser.add_argument("--test-curve-every", type=int, default=0,
-                        help="also measure test top-1 after every N-th removal (0: only at the end)")
+                        help="also measure test top-1 after every N-th removal (0: only at the end); "
+                             "with --resume, also for the runs already done")
     args = parser.parse_args()
 
     model = load_model(args.model)
@@ -59,6 +60,10 @@ def main() -> None:
         results["runs"] = resumed_runs(pathlib.Path(args.out), results)
     criteria = args.criteria.split(",")
     done = {(r["layer"], r["criterion"]) for r in results["runs"]}
+    for run in results["runs"] if args.test_curve_every else ():  # resumed runs get their missing test curves
+        if "test_curve" not in run and "channels" in run:
+            run["test_curve"] = test_curve(model, run["layer"], run["channels"], args.test_curve_every, test_set, runner)
+            write_json(results, pathlib.Path(args.out))
     for criterion in criteria:  # criterion-major, and saved after every run, so a cut-short run keeps the first criteria
         for layer in args.layers.split(","):
             if (layer, criterion) in done:
