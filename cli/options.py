@@ -150,4 +150,3 @@ def task_option(command):
         "--task", type=click.Choice(["classification", "regression"]), default="classification", show_default=True,
         help="Accuracy (CAR) or mean squared error (RAR).",
     )(command)
-
