@@ -71,7 +71,7 @@ def test_prune_reports_without_kind_are_recognised(reports, tmp_path):
 
 
 @pytest.mark.parametrize("content, fragments", [
-    ('{"kind": "hologram", "version": 1}', ("unknown kind 'hologram'", "reads comparison, prune, score, sensitivity")),
+    ('{"kind": "hologram", "version": 1}', ("unknown kind 'hologram'", f"reads {', '.join(sorted(KINDS))} reports")),
     ('{"kind": "sensitivity", "version": 99, "layers": []}', ("sensitivity report of version 99", "reads version 1")),
     ('{"removed": [{"layer": "conv_a", "chan', ("not valid JSON (truncated?)",)),
     ("[1, 2]", ("holds a JSON list",)),
