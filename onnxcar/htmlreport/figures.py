@@ -42,8 +42,14 @@ def _grid(count: int, columns: int = 3, size=(4.6, 3.4)):
     return fig, axes.ravel()
 
 
+_COLOURS = {"car": "C0", "rar": "C0", "l1": "C1", "l2": "C2", "mean-act": "C3", "apoz": "C4", "random": "C5"}
+
+
 def _style(label: str) -> dict:
-    return {"linewidth": 2.4, "zorder": 3} if label.split(" ")[0] in ("car", "rar") else {"linewidth": 1.4}
+    """The same colour for a criterion in every figure; CAR and RAR drawn bold."""
+    criterion = label.split(" ")[0]
+    style = {"linewidth": 2.4, "zorder": 3} if criterion in ("car", "rar") else {"linewidth": 1.4}
+    return {**style, **({"color": _COLOURS[criterion]} if criterion in _COLOURS else {})}
 
 
 def curves_figure(curves: list[tuple[str, Curve]], metric: str) -> bytes:
