@@ -54,15 +54,10 @@ class ColourIndex:
         """How many of ``channels`` (filter indices) are colour-selective."""
         return int(self.selective[list(channels)].sum())
 
-    def to_dict(self) -> dict:
-        return {"layer": self.layer, "method": self.method, "threshold": self.threshold,
-                "values": [None if np.isnan(v) else v for v in self.values],
-                "selective": int(self.selective.sum()), "filters": len(self.values)}
-
 
 def reads_image(analysis: Analysis, group: Group) -> bool:
     """True when the group's first producer is a Conv applied to a 3-channel graph input."""
-    node = next(n for n in analysis.graph.nodes if n.name == group.producers[0])
+    node = _producer(analysis, group)
     inputs = {t.name for t in analysis.graph.inputs}
     weight = node.inputs[1] if len(node.inputs) > 1 else None
     return node.op == "Conv" and node.inputs[0].name in inputs and getattr(weight, "shape", (0, 0))[1] == 3
@@ -113,7 +108,11 @@ def input_std(pixels: Dataset | None) -> tuple[float, ...]:
 
 def producer_weights(analysis: Analysis, group: Group) -> np.ndarray:
     """The weights of the group's first producer."""
-    return next(n for n in analysis.graph.nodes if n.name == group.producers[0]).inputs[1].values
+    return _producer(analysis, group).inputs[1].values
+
+
+def _producer(analysis: Analysis, group: Group):
+    return next(n for n in analysis.graph.nodes if n.name == group.producers[0])
 
 
 def _greyscale_drops(analysis: Analysis, groups: list[Group], pixels: Dataset, runner: RunnerConfig) -> dict[int, np.ndarray]:
