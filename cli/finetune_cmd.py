@@ -6,11 +6,11 @@ import click
 
 import onnxcar
 from onnxcar.bridge import require_torch
-from onnxcar.cli.options import data_options, output_options, task_option
+from onnxcar.cli.options import data_options, input_shape_option, output_options, task_option
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.errors import OnnxcarError
-from onnxcar.io import check_output_path, save_model
-from onnxcar.report import write_json
+from onnxcar.artifacts import output_paths
+from onnxcar.io import check_output_path
 
 
 @click.command("finetune")
@@ -35,10 +35,11 @@ from onnxcar.report import write_json
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue a killed run from its checkpoint (OUTPUT.ckpt).")
 @task_option
+@input_shape_option
 @output_options
 def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimizer, schedule, weight_decay,
                      momentum, no_augment, keep_sparsity, teacher, distill_weight, temperature, device, resume, task,
-                     output, force, as_json):
+                     input_shapes, output, force, as_json):
     """Fine-tune MODEL on --data and write the weights of its best epoch on --val to -o.
 
     The output is MODEL's graph with only its weights changed. --seed seeds training as
@@ -56,21 +57,16 @@ def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimiz
         weight_decay=weight_decay, momentum=momentum, augment=not no_augment, keep_sparsity=keep_sparsity,
         distill_weight=distill_weight, temperature=temperature, device=device, seed=data_spec.seed, task=task,
     )
-    output = check_output_path(output, force=force, source=model)
-    report_path = check_output_path(output.with_suffix(".json"), force=force, source=model)
-    checkpoint = checkpoint_path(output)
+    output, report_path = output_paths(output, force=force, source=model)
+    checkpoint = check_output_path(checkpoint_path(output), force=True, source=model)  # never the input's weights
     if force and not resume:
         checkpoint.unlink(missing_ok=True)
     val_spec = dataclasses.replace(data_spec, path=val_path, limit=None, split=None)
     with bars(as_json) as progress:
         result = onnxcar.finetune(model, data_spec, val_spec, config, teacher=teacher, checkpoint=checkpoint,
-                                  resume=resume, progress=progress)
-    save_model(result.model, output, force=force, source=model)
-    report = {"kind": "finetune", "version": 1, "model": str(model), "output": str(output), "teacher": teacher,
-              "config": config.to_dict(), "data": data_spec.to_dict(), "val_data": val_spec.to_dict(),
-              **result.summary()}
-    write_json(report, report_path)
-    checkpoint.unlink(missing_ok=True)
+                                  resume=resume, input_shapes=input_shapes, progress=progress)
+    result.save(output, force=force)
+    report = {**result.report, "output": str(output)}
     if as_json:
         emit_json(report)
         return

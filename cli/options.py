@@ -1,6 +1,7 @@
 """Option groups shared by commands: the data to read, and where results go."""
 
 import functools
+import re
 from pathlib import Path
 
 import click
@@ -17,6 +18,16 @@ def comma_floats(ctx: click.Context, param: click.Parameter, value: str | None) 
         return tuple(float(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A positive number of bytes, optionally with a binary suffix K, M, G or T."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"([0-9]+)([KMGT]?)", value.strip().upper())
+    if not match or int(match[1]) < 1:
+        raise click.BadParameter(f"expected a positive size such as 500M or 64G, got {value!r}")
+    return int(match[1]) * 1024 ** " KMGT".index(match[2] or " ")
 
 
 _DATA_OPTIONS = [
@@ -41,10 +52,15 @@ _DATA_OPTIONS = [
         help="Use this held-out fraction (seeded, class-stratified) as the data.",
     ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit and --split."),
+    click.option("--archive-max-files", type=click.IntRange(min=1),
+                 help=f"Refuse an archive with more members [default: {DataSpec.archive_max_files:,}]."),
+    click.option("--archive-max-bytes", callback=_size,
+                 help=f"Refuse an archive that unpacks to more (suffix K, M, G, T) "
+                      f"[default: {DataSpec.archive_max_bytes // 2**30}G]."),
 ]
 _DATA_PARAMS = (
     "data", "images_key", "labels_key", "no_labels", "preprocess", "resize", "crop", "mean", "std", "layout",
-    "input_name", "limit", "split", "seed",
+    "input_name", "limit", "split", "seed", "archive_max_files", "archive_max_bytes",
 )
 
 
@@ -74,7 +90,7 @@ def data_spec_from_options(*, data: str | None, **options) -> DataSpec | None:
     """The DataSpec the data options describe; None when ``--data`` is not given."""
     if data is None:
         given = [name for name in ("resize", "crop", "mean", "std", "layout", "input_name", "preprocess", "limit",
-                                   "split") if options[name] is not None]
+                                   "split", "archive_max_files", "archive_max_bytes") if options[name] is not None]
         if given:
             raise OnnxcarError(f"--{given[0].replace('_', '-')} needs --data")
         return None
@@ -142,6 +158,37 @@ def criterion_option(command):
         "--criterion", type=click.Choice(CRITERIA.names()), default="l1", show_default=True,
         help=f"How filters are ranked ({lines}). Data-driven ones need --data.",
     )(command)
+
+
+def tie_break_option(command):
+    """Adds ``--tie-break loss|margin|index``."""
+    return click.option(
+        "--tie-break", type=click.Choice(["loss", "margin", "index"]), default="loss", show_default=True,
+        help="Order of filters of equal CAR: least growth of the cross-entropy (loss), least fall of the mean "
+             "top-1 margin (margin), or lowest index (index, the fastest).",
+    )(command)
+
+
+def _input_shapes(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
+    """``NAME:1x3x48x192`` options as ``{"NAME": (1, 3, 48, 192)}``; None when none is given."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x"))
+        except ValueError:
+            shape = ()
+        if not name or not shape or min(shape) < 1 or name in shapes:
+            raise click.BadParameter(f"expected NAME:1x3x48x192, once per model input, got {value!r}")
+        shapes[name] = shape
+    return shapes or None
+
+
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, callback=_input_shapes, metavar="NAME:1x3xHxW",
+    help="The shape of a model input whose height and width (or other dims) are symbolic, for counting MACs and "
+         "making test inputs; repeat per input. Default: the data's shape.",
+)
 
 
 def task_option(command):

@@ -5,10 +5,13 @@ from pathlib import Path
 import click
 
 import onnxcar
-from onnxcar.cli.options import criterion_option, data_options, layers_option, output_options, runner_options, task_option
+from onnxcar.cli.options import (
+    criterion_option, data_options, input_shape_option, layers_option, output_options, runner_options, task_option,
+    tie_break_option,
+)
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.pruning.journal import journal_path
-from onnxcar.pruning.run import output_paths
+from onnxcar.artifacts import output_paths
 from onnxcar.pruning.targets import target_from
 
 
@@ -21,15 +24,17 @@ from onnxcar.pruning.targets import target_from
 @layers_option
 @click.option("--per-iter", type=click.IntRange(min=1), default=1, show_default=True, help="Filters removed per greedy iteration.")
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random criterion.")
+@tie_break_option
 @click.option("--no-verify", is_flag=True, help="Skip checking the pruned model against the masked original.")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its journal (OUTPUT.journal).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="JSON report path [default: OUTPUT with .json].")
 @data_options(required=False)
 @runner_options
 @task_option
+@input_shape_option
 @output_options
-def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, random_seed, no_verify, resume,
-                  report_path, data_spec, runner, task, output, force, as_json):
+def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, random_seed, tie_break, no_verify, resume,
+                  report_path, data_spec, runner, task, input_shapes, output, force, as_json):
     """Remove filters from MODEL and write the physically smaller model to -o.
 
     Layers are pruned one at a time; within a layer, each iteration rescores the remaining
@@ -43,8 +48,9 @@ def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, ra
     output, report_path = output_paths(output, report_path, force=overwrite, source=model)
     with bars(as_json) as progress:
         result = onnxcar.prune(
-            model, target=target, criterion=criterion, layers=layers, data=data_spec, per_iter=per_iter,
-            seed=random_seed, verify=not no_verify, task="regression" if criterion == "rar" else task, runner=runner,
+            model, target=target, criterion=criterion, layers=layers, data=data_spec, input_shapes=input_shapes,
+            per_iter=per_iter,
+            seed=random_seed, verify=not no_verify, tie_break=tie_break, task="regression" if criterion == "rar" else task, runner=runner,
             journal=journal, resume=resume, force=force, progress=progress,
         )
     result.save(output, report=report_path, force=overwrite)
@@ -56,8 +62,9 @@ def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, ra
         f"; pruning-set {'accuracy' if result.settings['task'] == 'classification' else 'MSE'} "
         f"{result.original_metric:.4g} -> {result.final_metric:.4g}"
     )
+    macs = "MACs unknown (see --input-shape)" if before.macs is None else (
+        f"MACs {before.macs:,} -> {after.macs:,} ({after.macs / max(before.macs, 1):.1%})")
     summary(
         f"removed {len(result.removals)} filters: params {before.params:,} -> {after.params:,} "
-        f"({after.params / before.params:.1%}), MACs {before.macs:,} -> {after.macs:,} "
-        f"({after.macs / max(before.macs, 1):.1%}){metric}; wrote {output} and {report_path}"
+        f"({after.params / before.params:.1%}), {macs}{metric}; wrote {output} and {report_path}"
     )

@@ -10,6 +10,7 @@ Every function takes a model as a path or an ``onnx.ModelProto`` and data as a
     result.save("m_pruned.onnx")          # the model, and its report as m_pruned.json
 """
 
+import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import onnx
 
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
+from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes
 from onnxcar.importance import CRITERIA, DataScorer, make_importance
 from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch
 from onnxcar.importance.evaluator import Task
@@ -42,30 +44,39 @@ def _model(model: ModelLike) -> tuple[onnx.ModelProto, str | None]:
 
 @dataclass(frozen=True)
 class Inspection:
-    """The channel groups of a model, with each group's share of parameters and MACs."""
+    """The channel groups of a model, with each group's share of parameters and MACs.
+
+    ``macs`` (and each group's ``macs_share``) is None while an input's size is unknown;
+    ``input_shapes`` holds the shape each input was counted at (None where unknown).
+    """
 
     model: str | None
     params: int
-    macs: int
+    macs: int | None
     groups: list[dict]
+    input_shapes: dict[str, list[int] | None] = dataclasses.field(default_factory=dict)
 
     @property
     def prunable(self) -> list[dict]:
         return [g for g in self.groups if g["prunable"]]
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "params": self.params, "macs": self.macs, "groups": self.groups}
+        return {"model": self.model, "params": self.params, "macs": self.macs, "input_shapes": self.input_shapes,
+                "groups": self.groups}
 
 
-def inspect(model: ModelLike) -> Inspection:
+def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Inspection:
     """Lists the channel groups of ``model``: what can be pruned, and at what share of the cost.
+
+    MACs are counted at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``), which a model whose
+    height and width are symbolic needs; without them, its MACs are None (unknown).
 
     >>> [g["layers"] for g in onnxcar.inspect("m.onnx").prunable]
     [['conv1'], ['conv2']]
     """
     proto, source = _model(model)
-    report = inspect_report(analyze(proto))
-    return Inspection(source, report["params"], report["macs"], report["groups"])
+    report = inspect_report(analyze(proto), input_shapes)
+    return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"])
 
 
 @dataclass(frozen=True)
@@ -84,21 +95,24 @@ class Evaluation:
         return {"top1": self.top1, "top5": self.top5, "n": self.n}
 
 
-def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig) -> Batch:
-    """The data, read and checked against the model (labelled by the model itself when it has no labels)."""
-    return make_batch(model, load_dataset(data), task, runner)
+def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig,
+          input_shapes: InputShapes | None) -> Batch:
+    """The data, read and checked against the model and ``input_shapes`` (labelled by the model
+    itself when it has no labels)."""
+    resolve_input_shapes(model, input_shapes)  # their names and static dims, before the data is read
+    return make_batch(model, load_dataset(data), task, runner, input_shapes)
 
 
 def evaluate(model: ModelLike, data: DataSpec, *, task: str = "classification", runner: RunnerConfig = RunnerConfig(),
-             progress: Progress = silent) -> Evaluation:
-    """Measures ``model`` on ``data``.
+             input_shapes: InputShapes | None = None, progress: Progress = silent) -> Evaluation:
+    """Measures ``model`` on ``data`` (whose items must have the ``input_shapes``, when given).
 
     >>> onnxcar.evaluate("m.onnx", onnxcar.Data("test.npz", preprocess="cifar10")).top1
     0.8189
     """
     proto, _ = _model(model)
     kind = Task(task)
-    result = evaluate_batch(proto, _bind(proto, data, kind, runner), kind, runner, progress)
+    result = evaluate_batch(proto, _bind(proto, data, kind, runner, input_shapes), kind, runner, progress)
     return Evaluation(task=kind.kind, **result)
 
 
@@ -111,6 +125,8 @@ class Scores:
     base: float  # the model's pruning-set accuracy (or MSE)
     by_criterion: dict[str, np.ndarray]
     blocked: str | None = None  # why the layer cannot be pruned; None when it can
+    tie_break: str = "index"
+    tie: np.ndarray | None = None  # the growth of the tie-break key beside CAR (classification, not index)
 
     @property
     def index(self) -> str:
@@ -119,33 +135,41 @@ class Scores:
 
     def to_dict(self) -> dict:
         base_key = "base_top1" if self.task == "classification" else "base_mse"
-        size = len(next(iter(self.by_criterion.values())))
-        filters = [{"index": i, **{name: float(v[i]) for name, v in self.by_criterion.items()}} for i in range(size)]
-        return {"kind": "score", "version": 1, "layer": self.layer, base_key: self.base, "filters": filters}
+        columns = dict(self.by_criterion, **({} if self.tie is None else {"tie": self.tie}))
+        size = len(next(iter(columns.values())))
+        filters = [{"index": i, **{name: float(v[i]) for name, v in columns.items()}} for i in range(size)]
+        return {"kind": "score", "version": 1, "layer": self.layer, base_key: self.base, "tie_break": self.tie_break,
+                "filters": filters}
 
 
 def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classification", seed: int = 0,
-          runner: RunnerConfig = RunnerConfig(), progress: Progress = silent) -> Scores:
-    """Scores each filter of ``layer`` by every registered criterion that fits the task.
+          tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), input_shapes: InputShapes | None = None,
+          progress: Progress = silent) -> Scores:
+    """Scores each filter of ``layer`` by every registered criterion that fits the task; for
+    classification, ``tie`` holds the growth of the ``tie_break`` key that orders filters of equal CAR.
+    The data's items must have the ``input_shapes``, when given.
 
     >>> scores = onnxcar.score("m.onnx", data, "conv1")
     >>> scores.by_criterion["car"].argmin()      # the filter CAR would remove first
     """
     proto, _ = _model(model)
     kind = Task(task)
-    scorer = DataScorer(_bind(proto, data, kind, runner), kind, runner, progress=progress)
+    scorer = DataScorer(_bind(proto, data, kind, runner, input_shapes), kind, runner, progress=progress)
     analysis = analyze(proto)
     group = analysis.group(layer)
     names = [c.name for c in CRITERIA if c.task in (None, kind.kind)]
+    columns, tie = {}, None
     try:
-        columns = {}
         for name in names:
-            importance = make_importance(name, scorer, seed)
-            columns[name] = np.asarray(importance(analysis, group, frozenset()), dtype=np.float64)
+            keys = np.asarray(make_importance(name, scorer, seed, tie_break)(analysis, group, frozenset()), np.float64)
+            columns[name] = keys if keys.ndim == 1 else keys[:, 0]
+            if keys.ndim == 2:
+                tie = keys[:, 1]
         base = scorer.metric(analysis, group, frozenset())
     finally:
         scorer.close()
-    return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None)
+    return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None,
+                  tie_break, tie)
 
 
 def prune(
@@ -155,9 +179,11 @@ def prune(
     criterion: str = "l1",
     layers: tuple[str, ...] | list[str] = (),
     data: DataSpec | None = None,
+    input_shapes: InputShapes | None = None,
     per_iter: int = 1,
     seed: int = 0,
     verify: bool = True,
+    tie_break: str = "loss",
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
     journal: str | os.PathLike | None = None,
@@ -169,9 +195,14 @@ def prune(
 
     Layers are pruned one after another (default: every prunable group); within a layer, each
     iteration rescores the remaining filters on the network pruned so far and removes the
-    ``per_iter`` lowest (ties: lowest index). Data-driven criteria (car, rar, mean-act, apoz)
+    ``per_iter`` lowest. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
+    removal grows the pruning set's cross-entropy least, ``margin`` the one that shrinks the mean
+    top-1 margin least, ``index`` the lowest index. Data-driven criteria (car, rar, mean-act, apoz)
     need ``data``. The removed model is checked against the masked original unless ``verify``
-    is False. With ``journal``, each iteration is appended to that file as it completes, and
+    is False: on seeded random inputs at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``; by default
+    the data's shape, else the declared one), and on real items of ``data``. A model whose height
+    and width are symbolic needs ``data`` or ``input_shapes`` for that check, and for its MACs
+    (None without them). With ``journal``, each iteration is appended to that file as it completes, and
     ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
     afresh over it); ``result.save`` deletes it.
 
@@ -180,32 +211,38 @@ def prune(
     0.52
     """
     proto, source = _model(model)
-    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify)
-    return prune_model(proto, config, data=data, task=task, runner=runner,
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break)
+    return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)
 
 
 def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, teacher: ModelLike | None = None,
-             checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: Progress = silent):
+             checkpoint: str | os.PathLike | None = None, resume: bool = False,
+             input_shapes: InputShapes | None = None, progress: Progress = silent):
     """Fine-tunes ``model`` through the torch bridge (needs torch) and returns a
     :class:`~onnxcar.bridge.finetune.FinetuneResult` holding the weights of the best epoch on ``val``.
 
     ``config`` is a :class:`~onnxcar.bridge.finetune_config.FinetuneConfig` (default settings
-    when None). ``checkpoint`` is saved after every epoch; ``resume`` continues from it.
+    when None). ``checkpoint`` is saved after every epoch; ``resume`` continues from it, and
+    ``result.save`` deletes it. The items of ``data`` and ``val`` must have the ``input_shapes``,
+    when given; a model whose height and width are symbolic trains at the data's size.
 
     >>> result = onnxcar.finetune("pruned.onnx", train, val, onnxcar.FinetuneConfig(epochs=3))
-    >>> result.after, result.model
+    >>> result.after, result.save("tuned.onnx")
     """
     from onnxcar.bridge import require_torch
 
     require_torch("fine-tuning")
     from onnxcar.bridge.finetune import FinetuneConfig, finetune as run_finetune
 
-    proto, _ = _model(model)
-    teacher_model = None if teacher is None else _model(teacher)[0]
+    proto, source = _model(model)
+    teacher_model, teacher_source = (None, None) if teacher is None else _model(teacher)
     config = config or FinetuneConfig()
-
+    resolve_input_shapes(proto, input_shapes)  # their names and static dims, before the data is read
+    train_set, val_set = load_dataset(data), load_dataset(val)
+    for dataset in (train_set, val_set):
+        check_data_shapes(input_shapes, {name: dataset.images.shape for name in declared_shapes(proto)})
     steps_of: dict[int, int] = {}
 
     def on_batch(epoch: int, step: int, steps: int) -> None:
@@ -218,6 +255,10 @@ def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, te
             progress(f"epoch {epoch}/{config.epochs}", steps_of[epoch], steps_of[epoch],
                      f"loss {record['train_loss']:.4f}  val {record['val']:.4f}")
 
-    return run_finetune(proto, load_dataset(data), load_dataset(val), config, teacher=teacher_model,
-                        checkpoint=None if checkpoint is None else pathlib.Path(checkpoint), resume=resume,
-                        on_batch=on_batch, on_epoch=on_epoch)
+    result = run_finetune(proto, train_set, val_set, config, teacher=teacher_model,
+                          checkpoint=None if checkpoint is None else pathlib.Path(checkpoint), resume=resume,
+                          on_batch=on_batch, on_epoch=on_epoch)
+    settings = {"config": config.to_dict(), "data": data.to_dict(), "val_data": val.to_dict(),
+                "teacher": teacher_source,
+                "input_shapes": None if input_shapes is None else {n: list(v) for n, v in input_shapes.items()}}
+    return dataclasses.replace(result, settings=settings, source=source)

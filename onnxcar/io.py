@@ -1,13 +1,17 @@
 """Safe loading and saving of ONNX models.
 
-onnxcar refuses a model file that is missing, empty, truncated or not ONNX, whose IR
+onnxcar refuses a model path that is not a regular file (a FIFO would block, /dev/zero
+never ends), and a model file that is missing, empty, truncated or not ONNX, whose IR
 version or default-domain opset is outside what it supports, or that the ONNX checker
-rejects. External weights must sit inside the model's folder: an absolute location or one
-that climbs out with ``..``, a symlink or hard link on the way, and an offset or length
-that is not a plain integer or runs past the end of the file are refused before any
-weights are read; every tensor's data must be exactly as long as its shape and type say.
-Outputs: never the input, an existing file only with ``--force``, written via a temporary
-file so a crash leaves the old one intact; over 2 GB, the weights go to ``<output>.data``.
+rejects. External weights, of dense and sparse tensors alike, must sit inside the model's
+folder: an absolute location or one that climbs out with ``..``, a symlink or hard link on
+the way, an offset or length that is not a plain integer or runs past the end of the file,
+and a span whose length disagrees with the tensor's shape and type are refused before any
+weights are read; only the span a tensor needs is read. Every tensor's data must be exactly
+as long as its shape and type say.
+Outputs: never the input model or a file it reads, an existing file only with ``--force``,
+written via a temporary file so a crash leaves the old one intact; over 2 GB, the weights
+go to ``<output>.data``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import stat
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -40,6 +45,7 @@ EXTERNAL_DATA_THRESHOLD = 2_000_000_000
 _PROTOBUF_LIMIT = 2**31 - 1
 _TEMPORARY_SUFFIX = ".tmp"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+_NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
 _PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2, "FLOAT6E2M3": 6, "FLOAT6E3M2": 6}
 
 
@@ -58,12 +64,13 @@ def load_model(path: str | os.PathLike, *, load_external: bool = True) -> onnx.M
     model = _parse(path)
     _check_versions(model, path)
     _check_names(model, path)
-    external = [t for t in _tensors(model) if uses_external_data(t)]
+    tensors = [*_tensors(model), *_sparse_parts(model)]
+    external = [t for t in tensors if uses_external_data(t)]
     spans = [_external_span(t, path) for t in external] if load_external else []
     _run_checker(model, path, on_disk=bool(external))
     for tensor, span in zip(external, spans):
         _load_external(tensor, *span, path)
-    for tensor in _tensors(model):
+    for tensor in tensors:
         _check_raw_size(tensor, path)
     return model
 
@@ -71,7 +78,10 @@ def load_model(path: str | os.PathLike, *, load_external: bool = True) -> onnx.M
 def _parse(path: pathlib.Path) -> onnx.ModelProto:
     """The ModelProto in ``path``, without external data."""
     try:
-        if path.stat().st_size > _PROTOBUF_LIMIT:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # checked before opening: a FIFO blocks, /dev/zero never ends
+            raise _error(path, "Is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        if st.st_size > _PROTOBUF_LIMIT:
             raise _error(path, "file is larger than 2 GB, so it is not an ONNX protobuf")
         data = path.read_bytes()
     except OSError as err:
@@ -88,12 +98,15 @@ def _parse(path: pathlib.Path) -> onnx.ModelProto:
 
 
 def _check_names(model: onnx.ModelProto, path: pathlib.Path) -> None:
-    """Refuses node and tensor names that are not valid UTF-8 (protobuf hands them over as bytes)."""
-    graph = model.graph
-    names = [n.name for n in graph.node] + [x for n in graph.node for x in (*n.input, *n.output)]
-    names += [v.name for v in (*graph.input, *graph.output, *graph.initializer)]
+    """Refuses names, op types and domains that are not valid UTF-8 (protobuf hands them over as bytes)."""
+    nodes = list(_nodes(model))
+    names = [x for n in nodes for x in (n.name, n.op_type, n.domain, *n.input, *n.output)]
+    names += [a.name for n in nodes for a in n.attribute]
+    for graph in _graphs(model):
+        names += [v.name for v in (*graph.input, *graph.output, *graph.initializer)]
+    names += [x for f in model.functions for x in (f.name, f.domain)]
     if any(not isinstance(name, str) for name in names):
-        raise _error(path, "a node or tensor name is not valid UTF-8")
+        raise _error(path, "a name, op type or domain is not valid UTF-8")
 
 
 def _check_versions(model: onnx.ModelProto, path: pathlib.Path) -> None:
@@ -114,39 +127,66 @@ def _run_checker(model: onnx.ModelProto, path: pathlib.Path, *, on_disk: bool) -
         raise _error(path, f"the ONNX checker rejects it: {err}") from err
 
 
-def _tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
-    """Every TensorProto in the model: initializers and tensor attributes, subgraphs and functions included."""
+def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    """The main graph and every subgraph, those inside functions included."""
 
-    def in_graph(graph: onnx.GraphProto) -> Iterator[TensorProto]:
-        yield from graph.initializer
-        yield from in_nodes(graph.node)
-
-    def in_nodes(nodes) -> Iterator[TensorProto]:
+    def below(nodes) -> Iterator[onnx.GraphProto]:
         for node in nodes:
             for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("g"):
-                    yield from in_graph(attr.g)
-                for graph in attr.graphs:
-                    yield from in_graph(graph)
+                for graph in [*([attr.g] if attr.HasField("g") else []), *attr.graphs]:
+                    yield graph
+                    yield from below(graph.node)
 
-    yield from in_graph(model.graph)
+    yield model.graph
+    yield from below(model.graph.node)
     for function in model.functions:
-        yield from in_nodes(function.node)
+        yield from below(function.node)
+
+
+def _nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node: of the main graph, its subgraphs and the functions."""
+    for graph in _graphs(model):
+        yield from graph.node
+    for function in model.functions:
+        yield from function.node
+
+
+def _tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
+    """Every dense TensorProto in the model: initializers and tensor attributes, subgraphs and functions included."""
+    for graph in _graphs(model):
+        yield from graph.initializer
+    for node in _nodes(model):
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+
+
+def _sparse_parts(model: onnx.ModelProto) -> Iterator[TensorProto]:
+    """The values and indices of every sparse initializer and sparse tensor attribute."""
+    sparse = [s for graph in _graphs(model) for s in graph.sparse_initializer]
+    for node in _nodes(model):
+        for attr in node.attribute:
+            sparse += [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+            sparse += attr.sparse_tensors
+    for tensor in sparse:
+        yield tensor.values
+        yield tensor.indices
 
 
 def _external_span(tensor: TensorProto, path: pathlib.Path) -> tuple[pathlib.Path, int, int]:
     """Validates a tensor's external-data entry; returns (file, offset, length) without reading the file."""
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
+    expected = _expected_size(tensor, path)
     try:
         file, size = _external_file(location, path.parent)
         offset = _int_entry(info, "offset", 0)
         length = _int_entry(info, "length", max(size - offset, 0))
         if offset + length > size:
             raise ValueError(f"offset {offset} + length {length} is past the end of the file ({size} bytes)")
+        if length != expected:
+            raise ValueError(f"holds {length} bytes, its shape and type need {expected}")
     except (OSError, ValueError) as err:
         raise _error(path, f"tensor {tensor.name!r}, external data {location!r}: {err}") from err
     return file, offset, length
@@ -194,36 +234,58 @@ def _load_external(tensor: TensorProto, file: pathlib.Path, offset: int, length:
     del tensor.external_data[:]
 
 
-def _check_raw_size(tensor: TensorProto, path: pathlib.Path) -> None:
-    """Refuses raw_data whose length disagrees with the tensor's dims and data type."""
-    if not tensor.HasField("raw_data"):
-        return
+def _expected_size(tensor: TensorProto, path: pathlib.Path) -> int:
+    """The bytes of raw data the tensor's dims and data type call for."""
     try:
         np_dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
     except KeyError:
         raise _error(path, f"tensor {tensor.name!r} has unknown data type {tensor.data_type}") from None
     bits = _PACKED_BITS.get(TensorProto.DataType.Name(tensor.data_type), 8 * np_dtype.itemsize)
-    expected = (math.prod(tensor.dims) * bits + 7) // 8
+    return (math.prod(tensor.dims) * bits + 7) // 8
+
+
+def _check_raw_size(tensor: TensorProto, path: pathlib.Path) -> None:
+    """Refuses raw_data whose length disagrees with the tensor's dims and data type."""
+    if not tensor.HasField("raw_data"):
+        return
+    expected = _expected_size(tensor, path)
     if len(tensor.raw_data) != expected:
         raise _error(path, f"tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its shape and type need {expected}")
 
 
 def check_output_path(path: str | os.PathLike, *, force: bool, source: str | os.PathLike | None = None) -> pathlib.Path:
-    """Refuses an output that is the input, exists (unless ``force``), is a folder or has no folder."""
+    """Refuses an output that is the input model ``source`` or its external data, exists (unless ``force``),
+    is a folder or has no folder."""
     out = pathlib.Path(path)
     if not out.parent.is_dir():
         raise OnnxcarError(f"cannot write {out}: folder {out.parent} does not exist")
     if source is not None and _same_file(out, pathlib.Path(source)):
         raise OnnxcarError(f"cannot write {out}: it is the input model; choose another output")
+    if source is not None and out.exists() and any(_same_file(out, f) for f in _external_files(pathlib.Path(source))):
+        raise OnnxcarError(f"cannot write {out}: it is external data of the input model {source}; choose another output")
     if out.is_dir():
         raise OnnxcarError(f"cannot write {out}: it is a folder")
     if out.exists() and not force:
-        raise OnnxcarError(f"cannot write {out}: it exists (use --force to overwrite it)")
+        raise OnnxcarError(f"cannot write {out}: it exists; overwrite it only by force", arguments=("force",))
     return out
 
 
 def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
-    return a.exists() and b.exists() and os.path.samefile(a, b)
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, ValueError):  # e.g. a NUL byte in a location
+        return False
+
+
+def _external_files(model_path: pathlib.Path) -> list[pathlib.Path]:
+    """The external-data files the model at ``model_path`` names; none when it does not parse (load_model says why)."""
+    try:
+        model = _parse(model_path)
+    except OnnxcarError:
+        return []
+    tensors = [*_tensors(model), *_sparse_parts(model)]
+    locations = {e.value for t in tensors if uses_external_data(t) for e in t.external_data if e.key == "location"}
+    return [model_path.parent / location for location in sorted(locations)]
 
 
 def save_model(
@@ -235,20 +297,22 @@ def save_model(
 ) -> pathlib.Path:
     """Writes ``model`` atomically to ``path``, weights in ``<path>.data`` when over the threshold."""
     out = check_output_path(path, force=force, source=source)
-    if any(uses_external_data(t) for t in _tensors(model)):
+    if any(uses_external_data(t) for t in (*_tensors(model), *_sparse_parts(model))):
         raise OnnxcarError(f"cannot write {out}: the model's external data was not loaded")
     try:
         if model.ByteSize() > EXTERNAL_DATA_THRESHOLD:
-            model = _save_weights(model, out, force)
+            model = _save_weights(model, out, force, source)
         atomic_write(out, lambda f: _serialize(model, f))
     except OSError as err:
         raise OnnxcarError(f"cannot write {out}: {err.strerror or err}") from err
     return out
 
 
-def _save_weights(model: onnx.ModelProto, out: pathlib.Path, force: bool) -> onnx.ModelProto:
+def _save_weights(
+    model: onnx.ModelProto, out: pathlib.Path, force: bool, source: str | os.PathLike | None
+) -> onnx.ModelProto:
     """Writes all raw tensor data to ``<out>.data``; returns a copy of the model that refers to it."""
-    data_path = check_output_path(out.with_name(out.name + ".data"), force=force)
+    data_path = check_output_path(out.with_name(out.name + ".data"), force=force, source=source)
     light = onnx.ModelProto()
     light.CopyFrom(model)
 
@@ -308,6 +372,34 @@ def load_npz(path: str | os.PathLike, *keys: str) -> dict[str, np.ndarray]:
             missing = [k for k in keys if k not in archive.files]
             if missing:
                 raise OnnxcarError(f"{path} has no array {missing[0]!r} (it has {', '.join(archive.files) or 'none'})")
-            return {k: archive[k] for k in keys or archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            return {k: read_npy(archive, k) for k in keys or archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise OnnxcarError(f"cannot load {path}: {_one_line(err)}") from err
+
+
+def npy_header(npz: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array ``key`` of an open .npz, from its header; ValueError unless the header is
+    well formed, of a supported version, without Python objects, and the member holds exactly the bytes it declares."""
+    name = f"{key}.npy"
+    if name not in npz.zip.namelist():
+        raise ValueError("it is not .npy data")
+    with npz.zip.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPY_VERSIONS:
+            raise ValueError(f"format version {version} is not supported")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        held = npz.zip.getinfo(name).file_size - f.tell()
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects, which are never unpickled")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != held:
+        raise ValueError(f"its header declares shape {shape} ({declared} bytes), the file holds {held}")
+    return shape, dtype
+
+
+def read_npy(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """Array ``key`` of an open .npz, read only after npy_header has checked its header against its size."""
+    npy_header(npz, key)
+    with npz.zip.open(f"{key}.npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from onnxcar.bridge import OnnxModule, write_back  # noqa: E402
 from onnxcar.errors import OnnxcarError  # noqa: E402
-from tests.zoo import classic, exported, handbuilt  # noqa: E402
+from tests.zoo import classic, dynamic, exported, handbuilt  # noqa: E402
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 BIG = 2**63 - 1
@@ -322,6 +322,22 @@ def test_zoo_torchscript_export_matches_onnxruntime_and_torch(name, fold_bn):
         with torch.no_grad():
             source = exported.build_torch(name)(torch.from_numpy(feeds["input"]))
         np.testing.assert_allclose(bridge_run(module, feeds)[0], source.numpy(), rtol=RTOL, atol=ATOL)
+
+
+DYNAMIC_SIZE = {  # models whose height and width are symbolic, with their input name
+    "paddle": (dynamic.paddle_like, "x"),
+    "torch": (lambda: exported.export("mobilenet_se", fold_bn=False, dynamic_hw=True), "input"),
+}
+
+
+@pytest.mark.parametrize("name", DYNAMIC_SIZE)
+def test_models_of_symbolic_size_match_onnxruntime_at_two_sizes(name):
+    build, input_name = DYNAMIC_SIZE[name]
+    model = build()
+    module = OnnxModule(model).eval()
+    rng = np.random.default_rng(0)
+    for shape in [(2, 3, 24, 64), (1, 3, 37, 30)]:
+        assert_matches_ort(model, {input_name: rng.standard_normal(shape).astype(np.float32)}, module)
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
-from onnxcar.importance.search import least_loss
+from onnxcar.importance.search import least_loss, tie_growth
 from onnxcar.pruning.driver import greedy
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners.ort import OrtRunner
@@ -223,3 +223,87 @@ def test_greedy_ranks_exactly_when_a_pick_would_rest_on_a_bound():
     stub = Bounded()
     picks = [r.channel for r in greedy(analysis, group, stub, 2, per_iter=2, removed=removed)]
     assert picks == [8, 7] and stub.calls == 1
+
+
+# ----------------------------------------------------------------------------- tie-break keys
+
+
+def _agreeing(model, samples, seed):
+    """Inputs labelled with the model's own top-1: accuracy saturates at 1, and many removals tie at CAR 0."""
+    inputs = random_feeds(model, samples, seed=seed)
+    with OrtRunner(model) as runner:
+        return inputs, runner.run(inputs)[0].reshape(samples, -1).argmax(axis=1)
+
+
+def test_tie_values_by_hand():
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
+    labels = np.array([0, 1])
+    loss = Task().tie_values(logits, labels, "loss")
+    np.testing.assert_allclose(loss, [np.log(np.exp(2) + 2) - 2, np.log(1 + np.e + np.exp(3)) - 1], rtol=1e-12)
+    np.testing.assert_allclose(Task().tie_values(logits, labels, "margin"), [-2.0, 2.0])
+
+
+@pytest.mark.parametrize("tie_break", ["loss", "margin"])
+@pytest.mark.parametrize("name", ["residual", "flatten", "split"])
+def test_least_loss_with_a_tie_break_equals_the_exhaustive_order(name, tie_break):
+    """The search's least candidates, in (CAR, tie-break key, index) order, are those of an
+    exhaustive computation of both keys; ties in CAR are many here."""
+    model = MODELS[name]()
+    analysis = analyze(model)
+    inputs, labels = _agreeing(model, 96, seed=6)
+    scorer = DataScorer(Batch(inputs, labels), Task(), RunnerConfig(batch_size=64))
+    ties_seen = 0
+    for group in [g for g in analysis.groups if g.prunable][:3]:
+        current = scorer.mask_row(group, frozenset())
+        candidates = np.flatnonzero(current)
+        evaluator = scorer.evaluator(analysis, group, frozenset(), rank_one=False)
+        outcomes, values = evaluator.outcomes_and_ties(current, [-1, *candidates], tie_break=tie_break)
+        losses = (1 - outcomes[1:]).sum(axis=1)
+        growth = tie_growth(values[1:], float(values[0].mean()))
+        truth = np.lexsort((np.arange(len(candidates)), growth, losses))
+        ties_seen += int(np.sum(losses == losses[truth[0]]) > 1)
+        for count in (1, 3):
+            ranking = least_loss(evaluator, current, candidates, count, tie_break)
+            keys = np.where(ranking.exact, ranking.metrics, -np.inf)  # accuracy: unknown ones last
+            found = np.lexsort((np.arange(len(candidates)), np.nan_to_num(ranking.ties, nan=np.inf), -keys))[:count]
+            assert found.tolist() == truth[:count].tolist()
+            np.testing.assert_array_equal(ranking.ties[found], growth[found])
+    scorer.close()
+    assert ties_seen, "the case should hold ties in CAR"
+
+
+@pytest.mark.parametrize("tie_break", ["loss", "index"])
+def test_greedy_with_a_tie_break_equals_exhaustive_greedy(tie_break):
+    model = MODELS["residual"]()
+    analysis = analyze(model)
+    group = next(g for g in analysis.groups if g.prunable)
+    inputs, labels = _agreeing(model, 64, seed=7)
+    runs = []
+    for wrap in (lambda index: index, Exhaustive):
+        scorer = DataScorer(Batch(inputs, labels), Task(), RunnerConfig(batch_size=64), linear=False)
+        index = ReductionIndex(scorer, tie_break)
+        runs.append([(r.channel, r.score, r.tie, r.tied) for r in greedy(analysis, group, wrap(index), 6,
+                                                                           scorer=scorer)])
+        scorer.close()
+    assert runs[0] == runs[1]
+    if tie_break == "index":
+        assert all(tie is None and tied is None for _, _, tie, tied in runs[0])
+    else:
+        assert any(tied for *_, tied in runs[0]), "the run should hold picks decided by the tie-break"
+
+
+def test_counting_ties_keeps_the_index_order():
+    """Settling ties under ``index`` (to count them) picks what plain ``index`` picks."""
+    model = MODELS["residual"]()
+    analysis = analyze(model)
+    group = next(g for g in analysis.groups if g.prunable)
+    inputs, labels = _agreeing(model, 64, seed=7)
+    runs = []
+    for count_ties in (False, True):
+        scorer = DataScorer(Batch(inputs, labels), Task(), RunnerConfig(batch_size=64))
+        index = ReductionIndex(scorer, "index", count_ties)
+        runs.append(list(greedy(analysis, group, index, 6, scorer=scorer)))
+        scorer.close()
+    assert [(r.channel, r.score, r.metric) for r in runs[0]] == [(r.channel, r.score, r.metric) for r in runs[1]]
+    assert all(r.tied is None for r in runs[0])
+    assert any(r.tied for r in runs[1]) and all(r.tie == 0.0 for r in runs[1])

@@ -4,12 +4,17 @@ Most cases run in-process through click's CliRunner; a few key ones run the inst
 console script as a real subprocess, where stderr is the process's own (so C++ log lines count too).
 """
 
+import errno
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from importlib import metadata
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,9 +23,11 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
+from PIL import Image
 
 from onnxcar import __version__
 from onnxcar.cli.main import main
+from tests.hostile import dds, npy_raw
 from tests.zoo import handbuilt
 
 COMMANDS = ("inspect", "eval", "score", "prune")
@@ -483,8 +490,9 @@ BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output"
 
 
 def check_inspect_schema(report: dict, model: onnx.ModelProto, path) -> None:
-    assert set(report) == {"params", "macs", "groups", "model"}
+    assert set(report) == {"params", "macs", "groups", "model", "input_shapes"}
     assert report["model"] == str(path)
+    assert set(report["input_shapes"]) == {i.name for i in model.graph.input}
     assert isinstance(report["params"], int) and report["params"] > 0
     assert isinstance(report["macs"], int) and report["macs"] > 0
     nodes = {n.name: n.op_type for n in model.graph.node}
@@ -598,7 +606,7 @@ def test_eval_text_output(ws):
 
 # ----------------------------------------------------------------------------- score --json
 
-SCORE_KEYS = {"index", "car", "l1", "l2", "mean-act", "apoz", "random"}
+SCORE_KEYS = {"index", "car", "tie", "l1", "l2", "mean-act", "apoz", "random"}
 SCORE_CASES = [("flatten_gemm", "conv_a"), ("conv_bias", "conv_a"), ("conv_bias", "conv_b")]
 
 
@@ -615,6 +623,12 @@ def session_run(model: onnx.ModelProto, images: np.ndarray) -> list[np.ndarray]:
     return session.run(None, {"input": images})
 
 
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    return float(np.mean(top[:, 0] + np.log(np.exp(logits - top).sum(axis=1)) - logits[np.arange(len(labels)), labels]))
+
+
 @pytest.mark.parametrize("case, layer", SCORE_CASES)
 def test_score_json_by_hand(ws, tmp_path, case, layer):
     """Every column checked against its definition, computed here with numpy and onnxruntime."""
@@ -628,7 +642,8 @@ def test_score_json_by_hand(ws, tmp_path, case, layer):
     np.savez(data, images=images, labels=labels)
 
     report = json.loads(assert_ok(invoke("score", path, "--layer", layer, "--data", data, "--json")).stdout)
-    assert set(report) == {"kind", "version", "layer", "base_top1", "filters"}
+    assert set(report) == {"kind", "version", "layer", "base_top1", "tie_break", "filters"}
+    assert report["tie_break"] == "loss"
     assert report["layer"] == layer
     base = float(np.mean(out.argmax(axis=1) == labels))
     assert report["base_top1"] == pytest.approx(base, abs=1e-12)
@@ -662,8 +677,11 @@ def test_score_json_by_hand(ws, tmp_path, case, layer):
                 values = numpy_helper.to_array(t).copy()
                 values[i] = 0
                 t.CopyFrom(numpy_helper.from_array(values, t.name))
-        without = float(np.mean(session_run(zeroed, images)[0].argmax(axis=1) == labels))
+        logits = session_run(zeroed, images)[0]
+        without = float(np.mean(logits.argmax(axis=1) == labels))
         assert f["car"] == pytest.approx(base - without, abs=1e-12), i
+        # the tie-break key: how much the mean cross-entropy grows
+        assert f["tie"] == pytest.approx(cross_entropy(logits, labels) - cross_entropy(out, labels), abs=2e-6), i
     assert len({f["random"] for f in report["filters"]}) == len(weight)
 
 
@@ -712,3 +730,173 @@ def test_subprocess_prune_json_round_trip(ws, tmp_path):
     assert not (tmp_path / "out.onnx.journal").exists()
     onnx.checker.check_model(str(tmp_path / "out.onnx"))
     assert os.path.getsize(tmp_path / "out.onnx") < os.path.getsize(ws.model)
+
+
+# ----------------------------------------------------------------------------- hostile inputs (issue 13, items 7-16)
+
+
+def _zip(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _tar(path, members: dict[str, bytes], mode="w"):
+    with tarfile.open(path, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+LYING_HEADER = "{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 4, 8, 8)}"  # over 16 bytes
+
+
+def _corrupt_gzip(path):
+    _tar(path, {"a/0.png": _png(), "b/0.png": _png()}, "w:gz")
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 1  # the CRC-32 in the gzip trailer
+    path.write_bytes(bytes(data))
+    return path
+
+
+HOSTILE_DATA = [
+    # id, writer of the data file in tmp_path, extra options, fragment of the message
+    ("npz-member-not-npy", lambda p: _zip(p / "d.npz", {"images": _npy(np.zeros((2, 4, 8, 8), np.float32))}),
+     ["--no-labels"], "not .npy data"),
+    ("npz-bad-magic", lambda p: _zip(p / "d.npz", {"images.npy": b"XX" + _npy(np.zeros(2))[2:]}), ["--no-labels"],
+     "magic string"),
+    ("npz-bad-version", lambda p: _zip(p / "d.npz", {"images.npy": _npy(np.zeros(2))[:6] + b"\x09\x00"
+                                                     + _npy(np.zeros(2))[8:]}), ["--no-labels"], "format version"),
+    ("npz-0-d-labels", lambda p: _zip(p / "d.npz", {"images.npy": _npy(np.zeros((2, 4, 8, 8), np.float32)),
+                                                    "labels.npy": _npy(np.int64(1))}), [], "single value"),
+    ("npz-huge-shape", lambda p: _zip(p / "d.npz", {"images.npy": npy_raw(LYING_HEADER, bytes(16))}), ["--no-labels"],
+     "header declares shape (100000000000, 4, 8, 8)"),
+    ("dds-image", lambda p: _tar(p / "d.tar", {"a/0.png": _png(), "b/x.dds": dds()}), ["--preprocess", "none"],
+     "Unimplemented pixel format"),
+    ("tar-1100-deep", lambda p: _tar(p / "d.tar", {"a/" + "d/" * 1100 + "x.png": _png(), "b/0.png": _png()}),
+     ["--preprocess", "none"], "images are shaped (2, 8, 8, 3)"),  # read through: the images just do not fit
+    ("corrupt-gzip", lambda p: _corrupt_gzip(p / "d.tar.gz"), ["--preprocess", "none"], "CRC check failed"),
+    ("too-many-members", lambda p: _tar(p / "d.tar", {f"a/{i}.png": _png() for i in range(5)}),
+     ["--preprocess", "none", "--archive-max-files", "4"], "more than 4 members"),
+    ("float-image", lambda p: _tar(p / "d.tar", {"a/0.tiff": _tiff(np.float32)}), ["--preprocess", "none"],
+     "mode F pixels"),
+]
+
+
+def _tiff(dtype) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 0.5, dtype)).save(buffer, format="tiff")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("make, extra, fragment", [h[1:] for h in HOSTILE_DATA], ids=[h[0] for h in HOSTILE_DATA])
+def test_hostile_data_is_one_line_error(ws, tmp_path, make, extra, fragment):
+    result = invoke("eval", ws.model, "--data", make(tmp_path), *extra)
+    assert_cli_error(result, fragment)
+
+
+def _custom_op_with_bad_name(path):
+    """flatten_gemm with a custom-domain op after the Gemm whose op_type is not UTF-8 (the checker skips the domain)."""
+    model = handbuilt.CASES["flatten_gemm"]()
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    gemm.output[0] = "pre"
+    model.graph.node.append(onnx.helper.make_node("Zzzz", ["pre"], ["output"], domain="com.acme"))
+    model.opset_import.append(onnx.helper.make_opsetid("com.acme", 1))
+    path.write_bytes(model.SerializeToString().replace(b"Zzzz", b"\xdazzz"))
+    return path
+
+
+def _huge_input(path):
+    """Conv(3 -> 4, 1x1) -> Relu -> Conv(4 -> 2) on inputs [N, 3, 2^40, 1]."""
+    g = onnx.helper
+    x = g.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 2**40, 1])
+    y = g.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 2, 2**40, 1])
+    weights = [numpy_helper.from_array(np.ones(s, np.float32), n) for n, s in (("w", (4, 3, 1, 1)), ("w2", (2, 4, 1, 1)))]
+    nodes = [g.make_node("Conv", ["x", "w"], ["h"]), g.make_node("Relu", ["h"], ["r"]), g.make_node("Conv", ["r", "w2"], ["y"])]
+    onnx.save(g.make_model(g.make_graph(nodes, "g", [x], [y], weights), opset_imports=[g.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("make, fragment", [(_custom_op_with_bad_name, "not valid UTF-8"),
+                                            (_huge_input, "more than verification allows")],
+                         ids=["op-type-not-utf8", "input-dims-2^40"])
+def test_hostile_model_is_one_line_error_in_prune(tmp_path, make, fragment):
+    result = invoke("-q", "prune", make(tmp_path / "model.onnx"), "-o", tmp_path / "out.onnx", "--ratio", "0.5")
+    assert_cli_error(result, fragment)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.fixture
+def external_model(ws, tmp_path):
+    """ws's model saved as model_dir/model.onnx with its weights in model_dir/w.bin."""
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    onnx.save(onnx.load(ws.model), folder / "model.onnx", save_as_external_data=True, location="w.bin",
+              size_threshold=0)
+    return folder
+
+
+@pytest.mark.parametrize("outputs", [["-o", "{dir}/w.bin"], ["-o", "{tmp}/out.onnx", "--report", "{dir}/w.bin"]],
+                         ids=["output", "report"])
+def test_force_never_overwrites_the_input_external_data(external_model, tmp_path, outputs):
+    weights = (external_model / "w.bin").read_bytes()
+    args = [a.format(dir=external_model, tmp=tmp_path) for a in outputs]
+    result = invoke("prune", external_model / "model.onnx", *args, "--ratio", "0.5", "--force")
+    assert_cli_error(result, "external data of the input model")
+    assert (external_model / "w.bin").read_bytes() == weights
+
+
+def test_the_journal_never_overwrites_the_input_external_data(ws, tmp_path):
+    """Weights stored as out.onnx.journal: pruning to out.onnx would journal over them."""
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    onnx.save(onnx.load(ws.model), folder / "model.onnx", save_as_external_data=True, location="out.onnx.journal",
+              size_threshold=0)
+    weights = (folder / "out.onnx.journal").read_bytes()
+    result = invoke("prune", folder / "model.onnx", "-o", folder / "out.onnx", "--ratio", "0.5", "--force")
+    assert_cli_error(result, "external data of the input model")
+    assert (folder / "out.onnx.journal").read_bytes() == weights
+
+
+def _disk_full(monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def test_journal_on_a_full_disk_is_one_line_and_blocks_no_rerun(ws, tmp_path, monkeypatch):
+    out = tmp_path / "out.onnx"
+    with monkeypatch.context() as patch:
+        _disk_full(patch)
+        assert_cli_error(invoke("prune", ws.model, "-o", out, "--ratio", "0.5"), "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no journal, complete or not, is left"
+    assert_ok(invoke("-q", "prune", ws.model, "-o", out, "--ratio", "0.5"))
+
+
+def test_journal_in_a_read_only_folder_is_one_line(ws, tmp_path):
+    if os.geteuid() == 0:  # root ignores permission bits; sysfs refuses new files even to root
+        folder = Path("/sys")
+        if not folder.is_dir():
+            pytest.skip("no read-only folder for root")
+    else:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+    result = invoke("prune", ws.model, "-o", folder / "onnxcar-test-out.onnx", "--ratio", "0.5")
+    assert_cli_error(result, "cannot write", "onnxcar-test-out.onnx.journal")

@@ -3,7 +3,10 @@
 import io
 import json
 import logging
+import os
+import re
 import tarfile
+import zipfile
 from pathlib import Path
 
 import click
@@ -17,7 +20,9 @@ from PIL import Image
 from onnxcar.cli.options import data_options, output_options
 from onnxcar.data import DataSpec, Dataset, Preprocess, load_dataset, validate_for_model
 from onnxcar.data.select import select_indices
+from onnxcar.data.sources import npz_dtype
 from onnxcar.errors import OnnxcarError
+from tests.hostile import dds, npy_raw
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -248,10 +253,9 @@ def test_archive_matches_folder(tmp_path, name, arcname):
     spec = DataSpec(str(tmp_path / "root"), preprocess=Preprocess.preset("cifar10"))
     archive = tar_of(tmp_path / "root", tmp_path / name, arcname)
     from_folder = load_dataset(spec)
-    for _ in range(2):  # the second load reuses the cache
-        from_tar = load_dataset(DataSpec(archive, preprocess=spec.preprocess))
-        assert from_tar.classes == ["x", "y"] and np.array_equal(from_tar.images, from_folder.images)
-    assert len(list((tmp_path / "cache" / "onnxcar" / "extract").iterdir())) == 1
+    from_tar = load_dataset(DataSpec(archive, preprocess=spec.preprocess))
+    assert from_tar.classes == ["x", "y"] and np.array_equal(from_tar.images, from_folder.images)
+    assert np.array_equal(from_tar.labels, from_folder.labels)
 
 
 def _member(tar, name, kind=tarfile.REGTYPE, target=""):
@@ -280,13 +284,248 @@ def test_archive_unsafe_members(tmp_path, name, kind, target, why):
     with pytest.raises(OnnxcarError, match=rf"unsafe member .* \({why}"):
         load_dataset(DataSpec(str(archive)))
     assert not (tmp_path / "evil").exists() and not (tmp_path / "in" / "evil").exists()
-    assert list((tmp_path / "cache" / "onnxcar" / "extract").iterdir()) == []  # nothing half-extracted left
+    assert not (tmp_path / "cache").exists()  # nothing unpacked anywhere
 
 
 def test_corrupt_archive(tmp_path):
     (tmp_path / "d.tgz").write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(OnnxcarError, match="cannot read archive"):
         load_dataset(DataSpec(str(tmp_path / "d.tgz")))
+
+
+# --- hostile archives and images (issue 13, items 7, 8, 9, 15, 16) -----------------------------------
+
+def _files_under(folder):
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+@pytest.mark.parametrize("damage", [None, _corrupt], ids=["good", "bad-image"])
+def test_archive_is_read_in_place_and_a_failed_run_leaves_nothing(tmp_path, damage):
+    tree(tmp_path / "root", {"a": 3})
+    if damage:
+        damage(tmp_path / "root")
+    archive = tar_of(tmp_path / "root", tmp_path / "d.tar.gz", "top")
+    spec = DataSpec(archive, preprocess=Preprocess.preset("none"))
+    if damage:
+        with pytest.raises(OnnxcarError, match=r"cannot read image .*d\.tar\.gz:top/a/001\.png"):
+            load_dataset(spec)
+    else:
+        assert len(load_dataset(spec)) == 3
+    assert _files_under(tmp_path / "cache") == []
+
+
+def _zeros_member(tar, name, size):
+    info = tarfile.TarInfo(name)
+    info.size = size
+    tar.addfile(info, io.BytesIO(bytes(size)))
+
+
+def _bomb(archive):
+    """A .tar.gz of about 6 KB that unpacks to 6 MB."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(3):
+            _zeros_member(tar, f"a/{i}.png", 2_000_000)
+
+
+def _many(archive):
+    with tarfile.open(archive, "w") as tar:
+        for i in range(5):
+            _zeros_member(tar, f"a/{i}.png", 10)
+
+
+@pytest.mark.parametrize(
+    "make, limits, message",
+    [
+        (_bomb, {"archive_max_bytes": 5_000_000}, "unpacks to more than 5000000 bytes (archive_max_bytes)"),
+        (_many, {"archive_max_files": 4}, "holds more than 4 members (archive_max_files)"),
+    ],
+    ids=["bytes", "files"],
+)
+def test_archive_limits_bound_bytes_and_members(tmp_path, make, limits, message):
+    archive = tmp_path / "d.tgz"
+    make(archive)
+    assert archive.stat().st_size <= 10_240  # one tar record
+    with pytest.raises(OnnxcarError, match=re.escape(f"{archive} {message}")):
+        load_dataset(DataSpec(str(archive), preprocess=Preprocess.preset("none"), **limits))
+    raised = {k: 2 * v for k, v in limits.items()}  # within the limit, the archive is read (and its zeros refused)
+    with pytest.raises(OnnxcarError, match="cannot read image"):
+        load_dataset(DataSpec(str(archive), preprocess=Preprocess.preset("none"), **raised))
+    assert _files_under(tmp_path / "cache") == []
+
+
+def test_archive_limit_defaults():
+    spec = DataSpec("d.tar")
+    assert (spec.archive_max_files, spec.archive_max_bytes) == (1_000_000, 64 * 2**30)
+    for name in ("archive_max_files", "archive_max_bytes"):
+        with pytest.raises(OnnxcarError, match=f"{name} must be at least 1"):
+            DataSpec("d.tar", **{name: 0})
+
+
+def _gz_spoiled(data: bytes, where: str) -> bytes:
+    """A gzip file with its CRC-32 or length trailer changed, or its last bytes cut off."""
+    if where == "truncated":
+        return data[:-4]
+    position = len(data) - (8 if where == "crc" else 4)
+    return data[:position] + bytes([data[position] ^ 1]) + data[position + 1:]
+
+
+@pytest.mark.parametrize(
+    "where, reason",
+    [("crc", "CRC check failed"), ("length", "Incorrect length"), ("truncated", "ended before the end-of-stream")],
+)
+def test_corrupt_gzip_is_refused(tmp_path, where, reason):
+    tree(tmp_path / "root", {"a": 2})
+    archive = Path(tar_of(tmp_path / "root", tmp_path / "d.tar.gz", "."))
+    archive.write_bytes(_gz_spoiled(archive.read_bytes(), where))
+    with pytest.raises(OnnxcarError, match=f"cannot read archive {re.escape(str(archive))}: .*{reason}"):
+        load_dataset(DataSpec(str(archive), preprocess=Preprocess.preset("none")))
+
+
+def test_rebuilt_archive_with_the_same_size_and_mtime_serves_the_new_images(tmp_path):
+    archive = tmp_path / "d.tar"
+    stamps = None
+    for seed in (0, 1):
+        written = {}
+        for k, name in enumerate(("a", "b")):
+            (tmp_path / "root" / name).mkdir(parents=True, exist_ok=True)
+            written[name] = pixels(2, seed=10 * seed + k)
+            for i, img in enumerate(written[name]):
+                Image.fromarray(img).save(tmp_path / "root" / name / f"{i}.bmp")  # BMP: same size for any pixels
+        tar_of(tmp_path / "root", archive, ".")
+        if stamps is None:
+            stamps = archive.stat()
+        else:
+            os.utime(archive, ns=(stamps.st_atime_ns, stamps.st_mtime_ns))
+            assert (archive.stat().st_size, archive.stat().st_mtime_ns) == (stamps.st_size, stamps.st_mtime_ns)
+        ds = load_dataset(DataSpec(str(archive), preprocess=Preprocess.preset("none")))
+        assert np.array_equal(ds.images, np.concatenate([written["a"], written["b"]]))
+
+
+def _png16(path, value):
+    Image.fromarray(np.full((4, 4), value, np.uint16)).save(path)  # Pillow opens it as mode I;16
+
+
+def _pgm16(path, value):
+    path.write_bytes(b"P5 4 4 65535\n" + np.full(16, value, ">u2").tobytes())  # Pillow opens it as mode I
+
+
+def _tiff(dtype):
+    def save(path, value):
+        Image.fromarray(np.full((4, 4), value, dtype)).save(path)
+    return save
+
+
+@pytest.mark.parametrize("save, suffix", [(_png16, "png"), (_pgm16, "pgm")], ids=["png", "pgm"])
+def test_sixteen_bit_images_are_scaled_to_eight_bits(tmp_path, save, suffix):
+    (tmp_path / "a").mkdir()
+    for i, value in enumerate((25_700, 65_535, 128)):  # 25,700 / 257 = 100; 128 / 257 rounds to 0
+        save(tmp_path / "a" / f"{i}.{suffix}", value)
+    ds = load_dataset(DataSpec(str(tmp_path), preprocess=Preprocess.preset("none")))
+    assert ds.images.dtype == np.uint8 and ds.images.shape == (3, 4, 4, 3)
+    assert ds.images[:, 0, 0, 0].tolist() == [100, 255, 0] and len(np.unique(ds.images.reshape(3, -1), axis=1)) == 3
+
+
+@pytest.mark.parametrize("dtype, kind", [(np.float32, "mode F"), (np.int32, "mode I")], ids=["float", "int32"])
+def test_float_and_32_bit_images_are_refused(tmp_path, dtype, kind):
+    (tmp_path / "a").mkdir()
+    _tiff(dtype)(tmp_path / "a" / "0.tiff", 0.5 if dtype == np.float32 else 70_000)
+    with pytest.raises(OnnxcarError, match=rf"cannot read image .*0\.tiff: {kind} pixels have no fixed range"):
+        load_dataset(DataSpec(str(tmp_path), preprocess=Preprocess.preset("none")))
+
+
+def test_crafted_dds_image_is_a_user_error(tmp_path):
+    tree(tmp_path, {"a": 1})
+    (tmp_path / "a" / "x.dds").write_bytes(dds())
+    with pytest.raises(OnnxcarError, match=r"cannot read image .*x\.dds: Unimplemented pixel format"):
+        load_dataset(DataSpec(str(tmp_path), preprocess=Preprocess.preset("none")))
+
+
+def _chain(top: Path, depth: int) -> Path:
+    """Makes top/d/d/.../d, ``depth`` levels, one relative step at a time (full paths would cost depth squared)."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    return top.joinpath(*["d"] * depth)
+
+
+def _unchain(deep: Path, depth: int) -> None:
+    """Removes what _chain made, and the files in its deepest folder, bottom-up and without recursion."""
+    fd = os.open(deep, os.O_RDONLY)
+    for name in os.listdir(fd):
+        os.unlink(name, dir_fd=fd)
+    for _ in range(depth):
+        parent = os.open("..", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        os.rmdir("d", dir_fd=parent)
+        fd = parent
+    os.close(fd)
+
+
+def test_deeply_nested_folder(tmp_path):
+    root = tmp_path / "root"
+    tree(root, {"a": 1, "b": 1})
+    deep = _chain(root / "a", 1100)  # deeper than Python's recursion limit
+    Image.fromarray(pixels(1)[0]).save(deep / "x.png")
+    try:
+        ds = load_dataset(DataSpec(str(root), preprocess=Preprocess.preset("none")))
+        assert ds.classes == ["a", "b"] and ds.labels.tolist() == [0, 0, 1]
+    finally:  # pytest's own clean-up recurses per level
+        _unchain(deep, 1100)
+
+
+def test_deeply_nested_archive(tmp_path):
+    png = io.BytesIO()
+    Image.fromarray(pixels(1)[0]).save(png, format="png")
+    archive = tmp_path / "d.tar"
+    with tarfile.open(archive, "w") as tar:  # files only, no folder members, as in many tars
+        for name in ("top/a/0.png", "top/a/" + "d/" * 1100 + "x.png", "top/b/0.png"):
+            info = tarfile.TarInfo(name)
+            info.size = len(png.getvalue())
+            tar.addfile(info, io.BytesIO(png.getvalue()))
+    ds = load_dataset(DataSpec(str(archive), preprocess=Preprocess.preset("none")))
+    assert ds.classes == ["a", "b"] and ds.labels.tolist() == [0, 0, 1]
+
+
+def npy_bytes(array, version=None) -> bytes:
+    """``array`` as an .npy file, its format version byte pair replaced by ``version``."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    out = buffer.getvalue()
+    return out if version is None else out[:6] + bytes(version) + out[8:]
+
+
+GOOD_NPY = npy_bytes(np.zeros((2, 3, 2, 2), np.float32))
+
+
+@pytest.mark.parametrize(
+    "members, fragment",
+    [
+        ({"images": GOOD_NPY}, "cannot read array 'images' of .*: it is not .npy data"),
+        ({"images.npy": b"XX" + GOOD_NPY[2:]}, "cannot read array 'images' of .*: the magic string is not correct"),
+        ({"images.npy": npy_raw("{'descr': '<f4'}")}, "cannot read array 'images' of .*: Header does not"),
+        ({"images.npy": npy_raw("{nonsense: 1}")}, r"cannot read array 'images' of .*d\.npz: "),
+        ({"images.npy": npy_bytes(np.zeros(2), version=(9, 0))}, "cannot read array 'images' of .*format version"),
+        ({"images.npy": npy_bytes(np.float32(1))}, "array 'images' of .* is a single value"),
+        ({"images.npy": GOOD_NPY, "labels.npy": npy_bytes(np.int64(1))}, "array 'labels' of .* is a single value"),
+        ({"images.npy": npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 3, 2, 2)}", bytes(48))},
+         r"cannot read array 'images' of .*: its header declares shape \(100000000000, 3, 2, 2\) "
+         r"\(4800000000000 bytes\), the file holds 48"),
+    ],
+    ids=["not-npy", "magic", "header-keys", "header-syntax", "version", "0-d", "0-d-labels", "huge-shape"],
+)
+def test_damaged_npz_members_are_user_errors(tmp_path, members, fragment):
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(OnnxcarError, match=fragment):
+        load_dataset(DataSpec(str(path), preprocess=Preprocess.preset("none")))
+    if "'images'" in fragment and "single value" not in fragment:  # the CLI reads the dtype from the header first
+        with pytest.raises(OnnxcarError, match=fragment):
+            npz_dtype(path, "images")
 
 
 # --- selection ----------------------------------------------------------------------------------
@@ -461,11 +700,13 @@ def test_cli_defaults_to_none_for_float_npz(tmp_path):
 def test_cli_overrides(tmp_path):
     path = npz(tmp_path, images=pixels(2))
     _, out = invoke("--data", path, "--preprocess", "imagenet", "--crop", "200", "--mean", "0.5,0.5,0.5",
-                    "--layout", "nhwc", "--no-labels", "--split", "0.5", "--seed", "7")
+                    "--layout", "nhwc", "--no-labels", "--split", "0.5", "--seed", "7",
+                    "--archive-max-files", "10", "--archive-max-bytes", "2G")
     pre = out["spec"]["preprocess"]
     assert (pre["resize"], pre["crop"], pre["mean"], pre["std"], pre["layout"]) == (
         256, 200, [0.5, 0.5, 0.5], list(IMAGENET_STD), "NHWC")
     assert (out["spec"]["labels_key"], out["spec"]["split"], out["spec"]["seed"]) == (None, 0.5, 7)
+    assert (out["spec"]["archive_max_files"], out["spec"]["archive_max_bytes"]) == (10, 2 * 2**30)
 
 
 def test_cli_without_data():
@@ -476,7 +717,7 @@ def test_cli_without_data():
 @pytest.mark.parametrize(
     "make, args, error",
     [
-        (lambda p: npz(p, images=pixels(2)), [], "holds uint8 images: choose --preprocess"),
+        (lambda p: npz(p, images=pixels(2)), [], "holds uint8 images: choose a preprocessing"),
         (lambda p: tree(p / "t", {"a": 1}) and str(p / "t"), [], "holds image files"),
         (lambda p: npz(p, x=pixels(2)), [], "no array 'images'; it holds: x"),
         (lambda p: None, ["--limit", "3"], "--limit needs --data"),
@@ -489,7 +730,8 @@ def test_cli_errors(tmp_path, make, args, error):
     assert isinstance(result.exception, OnnxcarError) and error in str(result.exception)
 
 
-@pytest.mark.parametrize("args", [["--mean", "a,b"], ["--split", "1.5"], ["--limit", "0"], ["--data", "nope.npz"]])
+@pytest.mark.parametrize("args", [["--mean", "a,b"], ["--split", "1.5"], ["--limit", "0"], ["--data", "nope.npz"],
+                                  ["--archive-max-bytes", "2X"], ["--archive-max-files", "0"]])
 def test_cli_usage_errors(args):
     result, _ = invoke(*args)
     assert result.exit_code == 2 and "Invalid value" in result.output

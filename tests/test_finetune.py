@@ -1,6 +1,7 @@
 """Fine-tuning through the torch bridge: it learns, writes back into the same graph, resumes exactly."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
 
+import onnxcar  # noqa: E402
 from onnxcar.bridge.finetune import FinetuneConfig, augment, finetune  # noqa: E402
 from onnxcar.cli.main import main  # noqa: E402
 from onnxcar.data import DataSpec, load_dataset  # noqa: E402
@@ -26,11 +28,11 @@ from tests.zoo import handbuilt  # noqa: E402
 CLASSES = 4  # of the model's 10 outputs; class c brightens input channel c
 
 
-def toy_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def toy_data(n: int, seed: int, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """A learnable task, invariant to crops and flips: the label is the brightened channel."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, CLASSES, n)
-    images = rng.standard_normal((n, 4, 8, 8)).astype(np.float32)
+    images = rng.standard_normal((n, 4, size, size)).astype(np.float32)
     images[np.arange(n), labels] += 2.0
     return images, labels
 
@@ -149,7 +151,7 @@ def test_resume_gives_the_same_bytes_as_one_straight_run(toy, tmp_path):
     with pytest.raises(_Killed):
         finetune(model, train, val, config, checkpoint=ckpt, on_epoch=_kill_after_first_epoch)
     assert [h["epoch"] for h in torch.load(ckpt, weights_only=True)["history"]] == [0, 1]
-    with pytest.raises(OnnxcarError, match="--resume"):
+    with pytest.raises(OnnxcarError, match="exists from an earlier run: resume it"):
         finetune(model, train, val, config, checkpoint=ckpt)
     with pytest.raises(OnnxcarError, match="different model, data or settings"):
         finetune(model, train, val, FinetuneConfig(epochs=2, lr=0.05, batch_size=16, seed=4), checkpoint=ckpt,
@@ -239,3 +241,86 @@ def test_bad_inputs_are_one_line_errors(toy, tmp_path, extra, fragment):
     extra = [e.format(tmp=tmp_path, toy=toy) for e in extra]
     result = invoke("finetune", toy / "model.onnx", "--data", toy / "train.npz", *extra)
     assert_one_line_error(result, fragment)
+
+
+@pytest.fixture(scope="module")
+def killed_checkpoint(toy, tmp_path_factory) -> tuple[dict, tuple]:
+    """The checkpoint a 2-epoch run leaves when killed after epoch 1, and that run's arguments."""
+    args = (handbuilt.CASES["conv_bn_relu"](), dataset(toy / "train.npz"), dataset(toy / "val.npz"),
+            FinetuneConfig(epochs=2, lr=0.05, batch_size=16, seed=3))
+    ckpt = tmp_path_factory.mktemp("ckpt") / "out.onnx.ckpt"
+    with pytest.raises(_Killed):
+        finetune(*args, checkpoint=ckpt, on_epoch=_kill_after_first_epoch)
+    return torch.load(ckpt, weights_only=True), args
+
+
+def _set(key, value):
+    def spoil(state):
+        state[key] = value
+    return spoil
+
+
+def _wrong_shape(state):
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(1)
+
+
+def _record_without_val(state):
+    del state["history"][1]["val"]
+
+
+CHECKPOINT_SPOILS = {
+    "missing-field": lambda state: state.pop("optimizer"),
+    "model-not-tensors": _set("model", 5),
+    "weight-of-wrong-shape": _wrong_shape,
+    "history-not-a-list": _set("history", "junk"),
+    "history-record-without-val": _record_without_val,
+    "best-epoch-out-of-range": _set("best_epoch", 99),
+    "rng-not-bytes": _set("rng", torch.zeros(3)),
+    "rng-wrong-length": _set("rng", torch.zeros(3, dtype=torch.uint8)),
+    "optimizer-of-another-model": _set("optimizer", {"state": {}, "param_groups": []}),
+}
+
+
+@pytest.mark.parametrize("spoil", CHECKPOINT_SPOILS.values(), ids=CHECKPOINT_SPOILS.keys())
+def test_checkpoint_with_the_right_run_and_bad_fields_is_a_user_error(killed_checkpoint, tmp_path, spoil):
+    """Issue 13, item 16: the run id matches, the fields do not: one line naming the checkpoint."""
+    state, args = killed_checkpoint
+    state = {k: (dict(v) if isinstance(v, dict) else [dict(r) for r in v] if k == "history" else v)
+             for k, v in state.items()}
+    spoil(state)
+    ckpt = tmp_path / "out.onnx.ckpt"
+    torch.save(state, ckpt)
+    with pytest.raises(OnnxcarError, match=f"cannot resume from checkpoint {re.escape(str(ckpt))}: .*; delete it") as info:
+        finetune(*args, checkpoint=ckpt, resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_force_never_deletes_the_input_external_data_as_a_stale_checkpoint(toy, tmp_path):
+    """Issue 13, item 14: weights stored as OUTPUT.ckpt are the input's, not a checkpoint to clear."""
+    onnx.save(onnx.load(toy / "model.onnx"), tmp_path / "model.onnx", save_as_external_data=True,
+              location="out.onnx.ckpt", size_threshold=0)
+    weights = (tmp_path / "out.onnx.ckpt").read_bytes()
+    result = invoke("finetune", tmp_path / "model.onnx", "--data", toy / "train.npz", "--val", toy / "val.npz",
+                    "-o", tmp_path / "out.onnx", "--epochs", 1, "--force")
+    assert_one_line_error(result, "out.onnx.ckpt: it is external data of the input model")
+    assert (tmp_path / "out.onnx.ckpt").read_bytes() == weights
+
+
+def test_a_model_of_symbolic_size_trains_on_data_of_another_size(tmp_path):
+    model = handbuilt.CASES["conv_bn_relu"]()  # declared [batch, 4, 8, 8]
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], ("height", "width")):
+        dim.dim_param = name
+    for part, n, seed in (("train", 64, 0), ("val", 32, 1)):
+        images, labels = toy_data(n, seed, size=12)
+        np.savez(tmp_path / f"{part}.npz", images=images, labels=labels)
+    train, val = (onnxcar.Data(str(tmp_path / f"{part}.npz"), preprocess="none") for part in ("train", "val"))
+    result = onnxcar.finetune(model, train, val, FinetuneConfig(epochs=2, lr=0.1, batch_size=16),
+                              input_shapes={"input": (1, 4, 12, 12)})
+    assert [record["epoch"] for record in result.history] == [0, 1, 2]
+    images, labels = np.load(tmp_path / "val.npz")["images"], np.load(tmp_path / "val.npz")["labels"]
+    assert np.mean(top1(result.model, images) == labels) == pytest.approx(result.after)  # the weights written back
+    assert top1(result.model, images[:, :, :8, :8]).shape == (32,)  # and still any size
+    static = handbuilt.CASES["conv_bn_relu"]()  # the same model at its declared size refuses the data
+    with pytest.raises(OnnxcarError, match=r"images are shaped \(64, 4, 12, 12\) but the model input takes"):
+        onnxcar.finetune(static, train, val, FinetuneConfig(epochs=1))

@@ -1,7 +1,10 @@
 """Tests for onnxcar.io; test names carry the RELIABILITY item they cover (r1 to r10)."""
 
 import os
+import pathlib
 import re
+import socket
+import threading
 import tracemalloc
 
 import numpy as np
@@ -373,3 +376,130 @@ def test_infer_shapes_fills_value_info_and_wraps_failures():
     bad.graph.initializer.append(numpy_helper.from_array(np.ones((5, 2), np.float32), "m"))  # y's last dim is 2
     with pytest.raises(OnnxcarError, match="shape inference failed: .*Incompatible dimensions"):
         io.infer_shapes(bad)
+
+
+# --- hostile inputs (issue 13, items 11 to 14 and 16) ----------------------------------------------
+
+
+def peak_bytes(call) -> int:
+    """The peak of Python allocations while ``call()`` runs."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("length", [None, "150000000"], ids=["to-end-of-file", "explicit"])
+def test_r3_external_length_checked_against_the_shape_before_reading(tmp_path, length):
+    with open(tmp_path / "w.bin", "wb") as f:
+        f.truncate(150_000_000)  # sparse: no disk, but a naive loader reads 150 MB
+    path = external_model(tmp_path, "w.bin", length=length)
+    messages = []
+    peak = peak_bytes(lambda: messages.append(load_error(path)))
+    assert f"holds 150000000 bytes, its shape and type need {W.nbytes}" in messages[0]
+    assert peak < 1_000_000
+
+
+def _unblock_reader(fifo):
+    """Opens ``fifo`` for writing and closes it, so a reader blocked on it sees the end of the file."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader: nothing is blocked
+        pass
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_r5_model_path_must_be_a_regular_file(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "model.onnx"
+        os.mkfifo(path)
+        watchdog = threading.Timer(5, _unblock_reader, [path])  # a regression fails instead of hanging
+        watchdog.daemon = True
+        watchdog.start()
+    elif kind == "socket":
+        path = tmp_path / "model.onnx"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+    else:
+        path = "/dev/null"  # a character device, like /dev/zero (which a naive loader reads forever)
+    try:
+        assert f"cannot load {path}: not a regular file" in load_error(path)
+    finally:
+        if kind == "fifo":
+            watchdog.cancel()
+        elif kind == "socket":
+            server.close()
+
+
+def sparse_model(folder, location) -> pathlib.Path:
+    """folder/model.onnx: y = x + w, ``w`` a sparse initializer whose values live in external data."""
+    values = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2], data_location=TensorProto.EXTERNAL)
+    values.external_data.add(key="location", value=location)
+    indices = numpy_helper.from_array(np.array([0, 3], np.int64), "w_indices")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        sparse_initializer=[helper.make_sparse_tensor(values, indices, [4])],
+    )
+    return write(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "model.onnx")
+
+
+SPARSE_VALUES = np.array([1.5, -2.0], np.float32)
+
+
+def test_r1_sparse_initializer_external_data_resolves_relative_to_model_folder(tmp_path, monkeypatch):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(SPARSE_VALUES.tobytes())
+    path = sparse_model(tmp_path / "m", "w.bin")
+    monkeypatch.chdir(tmp_path)  # a loader that resolves against the cwd finds nothing here
+    values = io.load_model(path).graph.sparse_initializer[0].values
+    assert not uses_external_data(values)
+    np.testing.assert_array_equal(numpy_helper.to_array(values), SPARSE_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [("../w.bin", "not a relative path inside the model's folder"), ("link.bin", "is a symbolic link"),
+     ("short.bin", "holds 4 bytes, its shape and type need 8")],
+)
+def test_r1_sparse_initializer_external_data_checked_like_dense_tensors(tmp_path, monkeypatch, location, why):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "w.bin").write_bytes(SPARSE_VALUES.tobytes())  # outside the model's folder
+    (tmp_path / "m" / "link.bin").symlink_to(tmp_path / "w.bin")
+    (tmp_path / "m" / "short.bin").write_bytes(SPARSE_VALUES[:1].tobytes())
+    path = sparse_model(tmp_path / "m", location)
+    monkeypatch.chdir(tmp_path / "m")  # where a cwd-relative loader would find ../w.bin
+    assert why in load_error(path)
+
+
+def test_r4_op_type_and_domain_must_be_utf8(tmp_path):
+    foo = helper.make_node("Zzzz", ["y"], ["z"], domain="com.acme")  # custom domain: the checker skips it
+    data = conv_model(extra_nodes=[foo], extra_opsets=[helper.make_opsetid("com.acme", 1)]).SerializeToString()
+    path = write_bytes(tmp_path / "m.onnx", data.replace(b"Zzzz", b"\xdazzz"))
+    assert "a name, op type or domain is not valid UTF-8" in load_error(path)
+
+
+@pytest.mark.parametrize("name", ["w.bin", "sub/w.bin"])
+def test_r9_output_must_not_be_a_file_the_input_reads(tmp_path, monkeypatch, name):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / name).write_bytes(W.tobytes())
+    source = external_model(tmp_path, name)
+    (tmp_path / "hard.bin").hardlink_to(tmp_path / name)
+    for out in (tmp_path / name, tmp_path / "sub" / ".." / name, tmp_path / "hard.bin"):
+        with pytest.raises(OnnxcarError, match=f"it is external data of the input model {re.escape(str(source))}"):
+            io.check_output_path(out, force=True, source=source)
+    # the weights file of a large output (<out>.data) is checked too
+    monkeypatch.setattr(io, "EXTERNAL_DATA_THRESHOLD", 0)
+    (tmp_path / "out.onnx.data").hardlink_to(tmp_path / name)
+    with pytest.raises(OnnxcarError, match="it is external data of the input model"):
+        io.save_model(conv_model(), tmp_path / "out.onnx", force=True, source=source)
+    assert (tmp_path / name).read_bytes() == W.tobytes() and not (tmp_path / "out.onnx").exists()
+
+
+def test_r9_unreadable_source_leaves_the_output_check_to_the_loader(tmp_path):
+    source = write_bytes(tmp_path / "m.onnx", b"not a model")
+    assert io.check_output_path(tmp_path / "out.onnx", force=False, source=source) == tmp_path / "out.onnx"

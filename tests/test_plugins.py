@@ -4,6 +4,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -21,10 +22,11 @@ PLUGIN = pathlib.Path(__file__).parent / "plugin_demo"
 def site(tmp_path_factory):
     """The demo plugin, installed by pip into a folder of its own."""
     target = tmp_path_factory.mktemp("site")
+    source = shutil.copytree(PLUGIN, tmp_path_factory.mktemp("build") / "plugin")  # pip builds in the source tree
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(PLUGIN)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path_factory.mktemp("build"),
+         "--target", str(target), str(source)],
+        capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return target

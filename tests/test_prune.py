@@ -74,6 +74,14 @@ def correct(model, images, labels) -> int:
     return int(np.sum(outputs(model, images).argmax(axis=1) == labels))
 
 
+def cross_entropy(model, images, labels) -> float:
+    """The mean cross-entropy of the model's logits against ``labels`` (the ``loss`` tie-break)."""
+    logits = outputs(model, images).astype(np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    log_sum = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    return float(np.mean(log_sum - logits[np.arange(len(labels)), labels]))
+
+
 def mse(model, images, targets) -> float:
     diff = outputs(model, images).astype(np.float64) - targets
     return float(np.mean(np.mean(diff * diff, axis=1)))
@@ -120,12 +128,14 @@ def without(analysis, group, indices) -> onnx.ModelProto:
     return remove_channels(make_plan(analysis, group.channel_ids(list(indices))))
 
 
-def check_greedy_by_brute_force(model, layer, removals, metric, *, higher_is_better=True, per_iter=1, tol=0.0):
+def check_greedy_by_brute_force(model, layer, removals, metric, *, higher_is_better=True, per_iter=1, tol=0.0,
+                                tie=None):
     """Replays the report's greedy removals against a brute-force reference.
 
     At each iteration every surviving channel is removed in turn (a real smaller model, run in
     onnxruntime); the reference removes the ``per_iter`` channels whose removal hurts least (ties:
-    lowest index). The report's picks, scores and per-removal metric must match. With ``tol`` > 0
+    by the growth of ``tie(model)``, the mean tie-break value, when given; then the lowest index).
+    The report's picks, scores, tie keys and per-removal metric must match. With ``tol`` > 0
     (continuous metrics) a pick may be any channel within ``tol`` of the best.
     """
     analysis = analyze(model)
@@ -135,9 +145,16 @@ def check_greedy_by_brute_force(model, layer, removals, metric, *, higher_is_bet
     for start in range(0, len(removals), per_iter):
         batch = removals[start : start + per_iter]
         alive = [i for i in range(group.size) if i not in gone]
-        after = {i: metric(without(analysis, group, gone + [i])) for i in alive}
+        smaller = {i: without(analysis, group, gone + [i]) for i in alive}
+        after = {i: metric(m) for i, m in smaller.items()}
         score = {i: (current - after[i]) if higher_is_better else (after[i] - current) for i in alive}
-        order = sorted(alive, key=lambda i: (score[i], i))
+        growth = {i: 0.0 for i in alive}
+        if tie is not None:
+            base = tie(without(analysis, group, gone)) if gone else tie(model)
+            growth = {i: round(tie(m) - base, 6) for i, m in smaller.items()}
+            for r in batch:
+                assert r["tie"] == pytest.approx(growth[r["channel"]], abs=2e-6)
+        order = sorted(alive, key=lambda i: (score[i], growth[i], i))
         picks = [r["channel"] for r in batch]
         if tol == 0:
             assert picks == order[: len(batch)], (start, picks, {i: score[i] for i in order})
@@ -255,20 +272,24 @@ CAR_CASES = [
 ]
 
 
+@pytest.mark.parametrize("tie_break", ["loss", "index"])
 @pytest.mark.parametrize("case, layer, target, n", CAR_CASES, ids=[f"{c[0]}-{c[1]}" for c in CAR_CASES])
-def test_car_matches_brute_force(tmp_path, case, layer, target, n):
+def test_car_matches_brute_force(tmp_path, case, layer, target, n, tie_break):
     model = handbuilt.CASES[case]()
     path = save(model, tmp_path / "model.onnx")
     images, labels = labelled_data(model, tmp_path / "data.npz", n)
     out = tmp_path / "pruned.onnx"
     report = prune_json(path, "-o", out, "--criterion", "car", "--layers", layer, "--data", tmp_path / "data.npz",
-                        *target)
+                        "--tie-break", tie_break, *target)
 
     def accuracy(m):
         return correct(m, images, labels) / n
 
+    tie = (lambda m: cross_entropy(m, images, labels)) if tie_break == "loss" else None
     assert report["original_metric"] == pytest.approx(accuracy(model), abs=1e-12)
-    final = check_greedy_by_brute_force(model, layer, report["removed"], accuracy)
+    final = check_greedy_by_brute_force(model, layer, report["removed"], accuracy, tie=tie)
+    tied = [r["tied"] for r in report["removed"]]
+    assert report["ties_decided"] == (sum(tied) if tie_break == "loss" else None)
     assert report["final_metric"] == pytest.approx(final, abs=1e-12)
     assert accuracy(onnx.load(out)) == pytest.approx(final, abs=1e-12)
     # the curve holds the same numbers
@@ -324,7 +345,7 @@ def test_per_iter_removes_in_batches(tmp_path, target, per_iter):
     for batch in batches:
         assert len({r["metric"] for r in batch}) == 1, batch
     check_greedy_by_brute_force(model, "conv_a", removed, lambda m: correct(m, images, labels) / len(labels),
-                                per_iter=per_iter)
+                                per_iter=per_iter, tie=lambda m: cross_entropy(m, images, labels))
 
 
 def test_per_iter_does_not_change_a_static_ranking(tmp_path):
@@ -357,7 +378,8 @@ def test_agreement_mode(tmp_path, stored_labels):
     assert len(report["removed"]) == 3
     # the metric is agreement with the original model's top-1, checked by brute force
     reference = outputs(model, images).argmax(axis=1)
-    check_greedy_by_brute_force(model, "conv_a", report["removed"], lambda m: correct(m, images, reference) / 80)
+    check_greedy_by_brute_force(model, "conv_a", report["removed"], lambda m: correct(m, images, reference) / 80,
+                                tie=lambda m: cross_entropy(m, images, reference))
     assert report["final_metric"] == pytest.approx(correct(out, images, reference) / 80, abs=1e-12)
     assert report["final_metric"] < 1.0 or all(r["score"] == 0 for r in report["removed"])
 
@@ -465,21 +487,28 @@ def journal_removals(path) -> int:
     return max(0, text.count("\n") - 1)
 
 
-@pytest.fixture(scope="module")
-def resumable(tmp_path_factory):
-    """A run long enough to kill (two layers of 16 filters, 1000 images), and its uninterrupted result."""
-    root = tmp_path_factory.mktemp("resume")
+def uninterrupted_run(root, images: int, seed: int, *options):
+    """CAR on two layers of 16 filters, half of each, run once to the end: its arguments (without
+    -o), model bytes and report."""
     model = two_conv_cnn()
     save(model, root / "model.onnx")
-    labelled_data(model, root / "data.npz", 1000, seed=1)
+    labelled_data(model, root / "data.npz", images, seed=seed)
     args = ["prune", root / "model.onnx", "--criterion", "car", "--ratio", "0.5", "--data", root / "data.npz",
-            "--threads", "1"]
+            "--threads", "1", *options]
     full = root / "full.onnx"
     report = json.loads(ok(invoke(*args, "-o", full, "--json")).stdout)
     assert len(report["removed"]) == 16
+    return args, full.read_bytes(), report
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """A run long enough to kill (1000 images), and its uninterrupted result."""
+    root = tmp_path_factory.mktemp("resume")
+    args, full, report = uninterrupted_run(root, 1000, 1)
     assert len({r["channel"] for r in report["removed"][:8]}) == 8
     assert [r["channel"] for r in report["removed"][:8]] != list(range(8)), "the ranking should not be trivial"
-    return root, args, full.read_bytes(), report
+    return root, args, full, report
 
 
 def kill_after(args, journal, removals: int, timeout: float = 60.0) -> subprocess.Popen:

@@ -37,3 +37,15 @@ def test_readme_main_command_runs_on_the_sample(tmp_path):
     report = json.loads((tmp_path / "pruned.json").read_text())
     assert report["removed"] and report["after"]["params"] < report["before"]["params"]
     assert (tmp_path / "pruned.onnx").stat().st_size > 0
+
+
+def test_readme_python_api_example_runs(tmp_path, monkeypatch):
+    """The README's Python API example, run as written from a folder with the samples."""
+    block = re.search(r"## Python API.*?```python\n(.*?)```", README, re.S).group(1)
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["result"].final_metric < namespace["result"].original_metric
+    assert (tmp_path / "pruned.onnx").exists() and (tmp_path / "pruned.json").exists()
+    assert set(namespace["scores"].by_criterion) >= {"car", "l1", "l2", "mean-act", "apoz", "random"}

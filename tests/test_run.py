@@ -11,22 +11,15 @@ import pytest
 
 import onnxcar
 from onnxcar.pruning.journal import Journal
-from tests.test_prune import cli_command, invoke, kill_after, labelled_data, ok, save, two_conv_cnn
+from tests.test_pipeline import SAMPLES
+from tests.test_prune import cli_command, invoke, kill_after, ok, save, two_conv_cnn, uninterrupted_run
 
 
 @pytest.fixture(scope="module")
 def run4(tmp_path_factory):
     """CAR with four filters per iteration (two layers of 16, 600 images), and its uninterrupted result."""
     root = tmp_path_factory.mktemp("run4")
-    model = two_conv_cnn()
-    save(model, root / "model.onnx")
-    labelled_data(model, root / "data.npz", 600, seed=2)
-    args = ["prune", root / "model.onnx", "--criterion", "car", "--ratio", "0.5", "--per-iter", "4",
-            "--data", root / "data.npz", "--threads", "1"]
-    full = root / "full.onnx"
-    report = json.loads(ok(invoke(*args, "-o", full, "--json")).stdout)
-    assert len(report["removed"]) == 16
-    return root, args, full.read_bytes(), report
+    return root, *uninterrupted_run(root, 600, 2, "--per-iter", "4")
 
 
 def journal_lines(path) -> list[dict]:
@@ -207,3 +200,25 @@ def test_the_report_names_the_layers_an_all_layers_run_pruned(tmp_path):
     model = save(two_conv_cnn(channels=4), tmp_path / "m.onnx")
     report = json.loads(ok(invoke("prune", model, "-o", tmp_path / "o.onnx", "--ratio", "0.5", "--json")).stdout)
     assert report["config"]["layers"] == ["conv_a", "conv_b"]
+
+
+def test_score_and_eval_show_progress_on_stderr(tmp_path, run4):
+    root, _, _, _ = run4
+    model, data = root / "model.onnx", root / "data.npz"
+    scored = ok(invoke("score", model, "--data", data, "--layer", "conv_a", "--json"))
+    assert json.loads(scored.stdout)["layer"] == "conv_a"  # --json: no bars
+    scored = ok(invoke("score", model, "--data", data, "--layer", "conv_a"))
+    assert "scoring" in scored.stderr and "600/600" in scored.stderr
+    evaluated = ok(invoke("eval", model, "--data", data))
+    assert "evaluating" in evaluated.stderr and "600/600" in evaluated.stderr
+    assert evaluated.stdout.startswith("top-1 ")
+
+
+def test_an_early_stop_ends_the_bar_where_pruning_ended(tmp_path):
+    result = ok(invoke("prune", SAMPLES / "alexnet_cifar10.onnx", "--criterion", "l1", "--max-drop", "3", "--data",
+                       SAMPLES / "cifar10_prune_1000.npz", "--preprocess", "cifar10", "--limit", "200",
+                       "--layers", "conv1", "-o", tmp_path / "o.onnx"))
+    removed = len(json.loads((tmp_path / "o.json").read_text())["removed"])
+    assert 0 < removed < 47, removed
+    bar = next(line for line in result.stderr.splitlines() if line.startswith("pruning"))
+    assert f"{removed}/{removed}" in bar and "eta 0:00:00" in bar, bar

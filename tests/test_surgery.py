@@ -140,3 +140,13 @@ def test_resnet50_every_prunable_group_halved():
     plan = make_plan(analysis, {c for g in prunable for c in g.channels[: g.size // 2].tolist()})
     verify_equal(mask_channels(plan), remove_channels(plan), batch_sizes=(1, 2))
     assert plan_cost(plan).params < 0.35 * plan_cost(Plan(analysis, frozenset())).params
+
+
+def test_verification_refuses_inputs_too_large_to_make():
+    """Input dims of 2^40 (issue 13, item 16): a one-line error, not a 24 TiB allocation."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 2**40, 1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3, 2**40, 1])
+    model = onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    with pytest.raises(OnnxcarError, match=r"cannot make test inputs for 'x': \[1, 3, 1099511627776, 1\] holds "
+                                           r"3298534883328 values, more than verification allows \(268435456\)"):
+        verify_equal(model, model, batch_sizes=(1,))

@@ -7,15 +7,16 @@ checks and optimiser set-up live in sibling modules; ``__all__`` re-exports the 
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import onnx
 import torch
 
+from onnxcar.artifacts import save_with_report
 from onnxcar.bridge.augment import augment, augment_layout
-from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
+from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, unusable
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.finetune_data import check_data, targets, to_tensor
 from onnxcar.bridge.finetune_optim import freeze_zeros, make_optimizer, make_scheduler, trainable
@@ -33,13 +34,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """The model holding the best epoch's weights, and one record per epoch (epoch 0: before training)."""
+    """The model holding the best epoch's weights, and one record per epoch (epoch 0: before training);
+    ``save`` writes it and its report, then deletes the run's checkpoint."""
 
     model: onnx.ModelProto
     history: list[dict]
     best_epoch: int
     metric: str  # "top1" (higher is better) or "mse"
     seconds: float
+    settings: dict = field(default_factory=dict)  # config, data, val_data, teacher: for the report
+    source: str | None = None
+    checkpoint: Path | None = None
 
     @property
     def before(self) -> float:
@@ -54,6 +59,17 @@ class FinetuneResult:
             "metric": self.metric, "before": self.before, "after": self.after, "best_epoch": self.best_epoch,
             "history": self.history, "seconds": round(self.seconds, 3),
         }
+
+    @property
+    def report(self) -> dict:
+        return {"kind": "finetune", "version": 1, "model": self.source, **self.settings, **self.summary()}
+
+    def save(self, path: str | Path, *, force: bool = False) -> tuple[Path, Path]:
+        """Writes the model to ``path`` and the report beside it (.json); returns both paths."""
+        paths = save_with_report(self.model, self.report, path, force=force, source=self.source)
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
+        return paths
 
 
 def finetune(
@@ -81,8 +97,9 @@ def finetune(
     run_id = fingerprint(model, teacher, train, val, config)
     if checkpoint is not None and checkpoint.exists():
         if not resume:
-            raise OnnxcarError(f"{checkpoint} exists from an earlier run: pass --resume to continue it, or --force")
-        trainer.load(load_checkpoint(checkpoint, run_id))
+            raise OnnxcarError(f"{checkpoint} exists from an earlier run: resume it, or start afresh",
+                               arguments=("resume", "force"))
+        trainer.load(load_checkpoint(checkpoint, run_id), checkpoint)
     for epoch in range(len(trainer.history), config.epochs + 1):  # epoch 0: the model before training
         began = time.perf_counter()
         lr = trainer.optimizer.param_groups[0]["lr"] if epoch else None
@@ -95,10 +112,10 @@ def finetune(
         if on_epoch:
             on_epoch(record)
     if trainer.best_state is None:
-        raise OnnxcarError("no epoch gave a finite validation metric: lower --lr")
+        raise OnnxcarError("no epoch gave a finite validation metric: lower the learning rate", arguments=("lr",))
     trainer.module.load_state_dict(trainer.best_state)
     return FinetuneResult(write_back(model, trainer.module), trainer.history, trainer.best_epoch, trainer.metric,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, checkpoint=checkpoint)
 
 
 class _Trainer:
@@ -132,7 +149,8 @@ class _Trainer:
         self.train_y = None if train.labels is None else targets(train)
         self.val_x = to_tensor(val.images)
         if val.labels is None and self.teacher is None:
-            raise OnnxcarError("the validation data has no labels: give a teacher (--teacher) to measure agreement")
+            raise OnnxcarError("the validation data has no labels: give a teacher to measure agreement",
+                               arguments=("teacher",))
         self.val_y = self._teacher_labels(self.val_x) if val.labels is None else targets(val)
         self.history: list[dict] = []
         self.best_state: dict | None = None
@@ -162,7 +180,8 @@ class _Trainer:
         self.scheduler.step()
         mean = total / sum(len(b) for b in batches)
         if not math.isfinite(mean):
-            raise OnnxcarError(f"training diverged in epoch {epoch} (loss {mean}): lower --lr")
+            raise OnnxcarError(f"training diverged in epoch {epoch} (loss {mean}): lower the learning rate",
+                               arguments=("lr",))
         return mean
 
     def _loss(self, logits, x, index):
@@ -223,15 +242,19 @@ class _Trainer:
             "generator": self.generator.get_state(),
         }
 
-    def load(self, state: dict) -> None:
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load(self, state: dict, path: Path) -> None:
+        """Restores a checkpoint that load_checkpoint accepted; OnnxcarError when its contents do not fit this run."""
+        try:
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            if state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self.generator.set_state(state["generator"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
+            raise unusable(path, err) from err
         self.best_state, self.best_epoch, self.history = state["best_state"], state["best_epoch"], state["history"]
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.generator.set_state(state["generator"])
 
 
 def _first(outputs):

@@ -11,10 +11,10 @@ def distill_weight(config: FinetuneConfig, labelled: bool, has_teacher: bool) ->
     """The distillation share of the loss: 0 without a teacher, 1 without labels, else ``config.distill_weight``."""
     if not has_teacher:
         if not labelled:
-            raise OnnxcarError("the training data has no labels: give a teacher (--teacher) to distil from")
+            raise OnnxcarError("the training data has no labels: give a teacher to distil from", arguments=("teacher",))
         return 0.0
     if config.task == "regression":
-        raise OnnxcarError("distillation (--teacher) is for classification")
+        raise OnnxcarError("distillation from a teacher is for classification", arguments=("teacher",))
     return config.distill_weight if labelled else 1.0
 
 

@@ -24,11 +24,15 @@ def data_spec(
     split: float | None = None,
     split_part: str = "heldout",
     seed: int = 0,
+    archive_max_files: int | None = None,
+    archive_max_bytes: int | None = None,
 ) -> DataSpec:
     """The DataSpec these options describe. Without ``preprocess``, float images in a .npz pass
-    through untouched; any other data must name its preprocessing."""
+    through untouched; any other data must name its preprocessing. Archive limits left None
+    keep DataSpec's defaults."""
     overrides = {"resize": resize, "crop": crop, "mean": mean, "std": std, "layout": layout, "input_name": input_name}
     overrides = {name: value for name, value in overrides.items() if value is not None}
+    limits = {"archive_max_files": archive_max_files, "archive_max_bytes": archive_max_bytes}
     return DataSpec(
         path=path,
         images_key=images_key,
@@ -38,6 +42,7 @@ def data_spec(
         split=split,
         split_part=split_part,
         seed=seed,
+        **{name: value for name, value in limits.items() if value is not None},
     )
 
 

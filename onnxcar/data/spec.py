@@ -90,6 +90,9 @@ class DataSpec:
     remainder (``rest``); ``limit`` then keeps the first N. Both take a prefix of
     one seeded shuffle, stratified by class when the labels are class ids (each
     class keeps its share), plain otherwise; the kept items stay in stored order.
+    An archive is read in place, never unpacked; one with more than
+    ``archive_max_files`` members (default 1,000,000) or that unpacks to more than
+    ``archive_max_bytes`` (default 64 GiB) is refused.
     """
 
     path: str
@@ -100,13 +103,17 @@ class DataSpec:
     split: float | None = None
     split_part: str = "heldout"
     seed: int = 0
+    archive_max_files: int = 1_000_000
+    archive_max_bytes: int = 64 * 2**30
 
     def __post_init__(self):
         object.__setattr__(self, "path", os.fspath(self.path))
         if isinstance(self.preprocess, str):
             object.__setattr__(self, "preprocess", Preprocess.preset(self.preprocess))
-        if self.limit is not None and self.limit < 1:
-            raise OnnxcarError(f"limit must be at least 1, got {self.limit}")
+        for name in ("limit", "archive_max_files", "archive_max_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OnnxcarError(f"{name} must be at least 1, got {value}")
         if self.split is not None and not 0.0 < self.split < 1.0:
             raise OnnxcarError(f"split must be a fraction strictly between 0 and 1, got {self.split}")
         if self.split_part not in _SPLIT_PARTS:

@@ -93,8 +93,14 @@ def _shape(tensor: gs.Tensor) -> list | None:
 
 
 def static_dims(shape: list | None) -> list[int] | None:
-    """The shape with a symbolic leading batch dimension set to 1; None if any other dim is unknown."""
+    """The shape with a symbolic leading batch dimension (a name, None or Paddle's -1) set to 1;
+    None if any other dim is unknown."""
     if shape is None:
         return None
-    dims = [1 if i == 0 and not isinstance(d, int) else d for i, d in enumerate(shape)]
+    dims = [1 if i == 0 and not (isinstance(d, int) and d >= 0) else d for i, d in enumerate(shape)]
     return dims if all(isinstance(d, int) and d >= 0 for d in dims) else None
+
+
+def channel_dim(shape: list | None) -> int | None:
+    """The static size of axis 1 (the channels of an NCHW tensor), whatever the other dims; None if unknown."""
+    return shape[1] if shape is not None and len(shape) >= 2 and isinstance(shape[1], int) and shape[1] >= 0 else None

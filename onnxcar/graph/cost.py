@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,35 +16,50 @@ if TYPE_CHECKING:
     from onnxcar.surgery.plan import Plan
 
 _WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_POSITIONS = {  # op -> the tensor whose size gives the positions a weight is used at, and the axes counted
+    "Conv": (lambda node: node.outputs[0], slice(2, None)),
+    "ConvTranspose": (lambda node: node.inputs[0], slice(2, None)),
+    "MatMul": (lambda node: node.inputs[0], slice(1, -1)),
+}
 
 
 @dataclass(frozen=True)
 class Cost:
-    """Float parameters, and MACs per sample of Conv, ConvTranspose, Gemm and MatMul layers."""
+    """Float parameters, and MACs per sample of Conv, ConvTranspose, Gemm and MatMul layers
+    (None when the size of a layer's activations is unknown: a symbolic height or width)."""
 
     params: int
-    macs: int
+    macs: int | None
 
     def to_dict(self) -> dict:
         return {"params": self.params, "macs": self.macs}
 
 
-def plan_cost(plan: Plan) -> Cost:
-    """The cost of the model the plan would leave (of the whole model when it removes nothing)."""
+def plan_cost(plan: Plan, shapes: Mapping[str, tuple[int, ...]] | None = None) -> Cost:
+    """The cost of the model the plan would leave (of the whole model when it removes nothing).
+
+    MACs are counted at the tensor ``shapes`` (by name, from :func:`onnxcar.graph.shapes.tensor_shapes`
+    at the input shapes of interest); by default at the graph's own static shapes.
+    """
     dims = _kept_dims(plan)
     params = sum(int(np.prod(d)) for d in dims.values())
-    return Cost(params, sum(cost.macs for cost in layer_costs(plan, dims).values()))
+    macs = [cost.macs for cost in layer_costs(plan, shapes, dims).values()]
+    return Cost(params, None if None in macs else sum(macs))
 
 
-def layer_costs(plan: Plan, dims: dict[str, list[int]] | None = None) -> dict[str, Cost]:
+def layer_costs(plan: Plan, shapes: Mapping[str, tuple[int, ...]] | None = None,
+                dims: dict[str, list[int]] | None = None) -> dict[str, Cost]:
     """The cost of each Conv, ConvTranspose, Gemm and MatMul node the plan would leave, by node
-    name: its float constant inputs (weights and bias) and its MACs per sample."""
+    name: its float constant inputs (weights and bias) and its MACs per sample (see :func:`plan_cost`)."""
     dims = _kept_dims(plan) if dims is None else dims
+    shape_of = (lambda t: static_dims(t.shape)) if shapes is None else (lambda t: shapes.get(t.name))
     costs = {}
     for node in plan.analysis.graph.nodes:
         if node.op in _WEIGHTED and len(node.inputs) > 1 and node.inputs[1].name in dims:
             params = sum(int(np.prod(dims[name])) for name in dict.fromkeys(i.name for i in node.inputs) if name in dims)
-            costs[node.name] = Cost(params, int(np.prod(dims[node.inputs[1].name])) * _positions(node))
+            positions = _positions(node, shape_of)
+            macs = None if positions is None else int(np.prod(dims[node.inputs[1].name])) * positions
+            costs[node.name] = Cost(params, macs)
     return costs
 
 
@@ -61,18 +77,13 @@ def _kept_dims(plan: Plan) -> dict[str, list[int]]:
     return dims
 
 
-def _positions(node: gs.Node) -> int:
-    """How many times each weight is used per sample."""
-    if node.op == "Conv":
-        shape = static_dims(node.outputs[0].shape)
-        return int(np.prod(shape[2:])) if shape else 0
-    if node.op == "ConvTranspose":
-        shape = static_dims(node.inputs[0].shape)
-        return int(np.prod(shape[2:])) if shape else 0
-    if node.op == "MatMul":
-        shape = static_dims(node.inputs[0].shape)
-        return int(np.prod(shape[1:-1])) if shape else 0
-    return 1
+def _positions(node: gs.Node, shape_of: Callable[[gs.Tensor], Sequence[int] | None]) -> int | None:
+    """How many times each weight is used per sample; None when the activations' size is unknown."""
+    if node.op not in _POSITIONS:
+        return 1
+    tensor, axes = _POSITIONS[node.op]
+    shape = shape_of(tensor(node))
+    return None if shape is None else int(np.prod(shape[axes]))
 
 
 def _is_float_constant(tensor: gs.Tensor) -> bool:

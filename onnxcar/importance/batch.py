@@ -7,6 +7,7 @@ import onnx
 
 from onnxcar.data import Dataset, validate_for_model
 from onnxcar.errors import DataError
+from onnxcar.graph.shapes import InputShapes, check_data_shapes
 from onnxcar.importance.data import Batch
 from onnxcar.importance.evaluator import Task
 from onnxcar.progress import Progress, silent
@@ -16,8 +17,10 @@ from onnxcar.runners import make_runner
 log = logging.getLogger(__name__)
 
 
-def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: RunnerConfig) -> Batch:
-    """Checks ``dataset`` against ``model`` before any long work, and labels it if it has no labels.
+def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: RunnerConfig,
+               input_shapes: InputShapes | None = None) -> Batch:
+    """Checks ``dataset`` against ``model`` (and against ``input_shapes``, when given) before any
+    long work, and labels it if it has no labels.
 
     Without labels, the original model's top-1 predictions are the labels (agreement mode).
     """
@@ -34,6 +37,7 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
         output = runner.outputs()[0]
         width = output.shape[-1] if output.shape and isinstance(output.shape[-1], int) else None
         validate_for_model(dataset, list(model_input.shape), model_input.type, width, task.kind)
+        check_data_shapes(input_shapes, {name: dataset.images.shape})
         inputs = {name: dataset.images}
         if dataset.labels is not None:
             return Batch(inputs, dataset.labels)

@@ -7,7 +7,7 @@ import numpy as np
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.importance.evaluator import ProbeEvaluator, Task
 from onnxcar.importance.registry import CriterionInputs, register_criterion
-from onnxcar.importance.search import least_loss
+from onnxcar.importance.search import least_loss, tie_growth
 from onnxcar.graph.ir import export_model
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
@@ -71,15 +71,25 @@ class DataScorer:
         """Records the metric of the model with ``removed`` gone, measured elsewhere."""
         self._known[id(analysis), removed] = metric
 
-    def without_each(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> tuple[float, np.ndarray]:
-        """The current metric and the metric after also removing each channel (NaN where already gone)."""
+    def without_each(
+        self, analysis: Analysis, group: Group, removed: frozenset[int], tie_break: str = "index"
+    ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """The current metric, the metric after also removing each channel (NaN where already gone),
+        and, with a tie-break key (classification), how much removing each channel grows the key."""
         current = self.mask_row(group, removed)
         alive = np.flatnonzero(current)
         evaluator = self.evaluator(analysis, group, removed, rank_one=True)
-        metrics = evaluator.metric(current, [-1, *alive], self.progress)
-        after = np.full(group.size, np.nan)
+        rows = [-1, *alive]
+        after, growth = np.full(group.size, np.nan), None
+        if tie_break == "index" or not self.task.higher_is_better:
+            metrics = evaluator.metric(current, rows, self.progress)
+        else:
+            outcomes, values = evaluator.outcomes_and_ties(current, rows, tie_break=tie_break, progress=self.progress)
+            metrics = outcomes.mean(axis=1)
+            growth = np.full(group.size, np.nan)
+            growth[alive] = tie_growth(values[1:], float(values[0].mean()))
         after[alive] = metrics[1:]
-        return float(metrics[0]), after
+        return float(metrics[0]), after, growth
 
     def close(self) -> None:
         if self._evaluator is not None:
@@ -89,9 +99,17 @@ class DataScorer:
 
 @dataclass
 class ReductionIndex:
-    """CAR (accuracy drop) or RAR (error growth) of removing each channel on the current network."""
+    """CAR (accuracy drop) or RAR (error growth) of removing each channel on the current network.
+
+    For classification with ``tie_break`` ``loss`` or ``margin``, the scores have a second
+    column, the growth of that key (see ``Task.tie_values``), which orders channels of equal CAR.
+    ``count_ties`` settles ties with ``index`` too (at the cost of ``loss``), so that the greedy
+    loop knows which picks were ties; the key column is then 0.
+    """
 
     scorer: DataScorer
+    tie_break: str = "index"
+    count_ties: bool = False
     depends_on_removals = True
 
     @property
@@ -99,25 +117,32 @@ class ReductionIndex:
         return "car" if self.scorer.task.higher_is_better else "rar"
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
-        current, after = self.scorer.without_each(analysis, group, removed)
-        return self._scores(current, after)
+        current, after, ties = self.scorer.without_each(analysis, group, removed, self.tie_break)
+        if ties is None and self.count_ties and self.scorer.task.higher_is_better:
+            ties = np.where(np.isnan(after), np.nan, 0.0)
+        return self._scores(current, after, ties)
 
     def lowest(self, analysis: Analysis, group: Group, removed: frozenset[int], count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores that are exact for the ``count`` lowest (ties to the lowest index) and lower
-        bounds elsewhere, flagged by the second array; see ``importance.search``."""
+        """Scores that are exact for the ``count`` lowest (ties to the tie-break key, then the lowest
+        index) and lower bounds elsewhere, flagged by the second array; see ``importance.search``."""
         current = self.scorer.mask_row(group, removed)
         alive = np.flatnonzero(current)
         evaluator = self.scorer.evaluator(analysis, group, removed, rank_one=False)  # few candidates share a call
-        ranking = least_loss(evaluator, current, alive, count)
+        ranking = least_loss(evaluator, current, alive, count, self.tie_break, settle=self.count_ties or None)
         after, exact = np.full(group.size, np.nan), np.ones(group.size, dtype=bool)
         after[alive], exact[alive] = ranking.metrics, ranking.exact
+        ties = None
+        if ranking.ties is not None:
+            ties = np.full(group.size, np.nan)
+            ties[alive] = ranking.ties
         for index in alive[ranking.exact]:
             self.scorer.remember(analysis, removed | group.channel_ids([index]), float(after[index]))
-        return self._scores(ranking.current, after), exact
+        return self._scores(ranking.current, after, ties), exact
 
-    def _scores(self, current: float, after: np.ndarray) -> np.ndarray:
+    def _scores(self, current: float, after: np.ndarray, ties: np.ndarray | None) -> np.ndarray:
         scores = current - after if self.scorer.task.higher_is_better else after - current
-        return np.where(np.isnan(scores), np.inf, scores)
+        scores = np.where(np.isnan(scores), np.inf, scores)
+        return scores if ties is None else np.column_stack([scores, np.where(np.isnan(ties), np.inf, ties)])
 
 
 @dataclass
@@ -166,7 +191,7 @@ class ActivationStatistic:
 @register_criterion("car", needs_data=True, task="classification",
                     help="classification accuracy reduction, greedy with rescoring (Abbasi-Asl and Yu 2017)")
 def _car(inputs: CriterionInputs) -> ReductionIndex:
-    return ReductionIndex(inputs.scorer)
+    return ReductionIndex(inputs.scorer, inputs.tie_break)
 
 
 @register_criterion("rar", needs_data=True, task="regression", help="regression error growth, greedy with rescoring")

@@ -46,11 +46,29 @@ class Task:
         or by squared error."""
         if not self.higher_is_better:
             return np.argsort(-self.outcomes(outputs, targets), kind="stable")
+        return np.argsort(_margins(outputs, targets), kind="stable")
+
+    def tie_values(self, outputs: np.ndarray, targets: np.ndarray, tie_break: str) -> np.ndarray:
+        """Per-sample value of a classification tie-break key, lower is better: the cross-entropy
+        (``loss``) or minus the true class's margin over the best other class (``margin``)."""
+        if tie_break == "margin":
+            return -_margins(outputs, targets)
         logits = outputs.reshape(len(outputs), -1).astype(np.float64)
-        rows = np.arange(len(logits))
-        true = logits[rows, targets].copy()
-        logits[rows, targets] = -np.inf
-        return np.argsort(true - logits.max(axis=1), kind="stable")
+        top = logits.max(axis=1)
+        log_sum = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        return log_sum - logits[np.arange(len(logits)), targets]
+
+
+TIE_BREAKS = ("loss", "margin", "index")
+
+
+def _margins(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The true class's logit minus the largest other logit, per sample."""
+    logits = outputs.reshape(len(outputs), -1).astype(np.float64)
+    rows = np.arange(len(logits))
+    true = logits[rows, targets].copy()
+    logits[rows, targets] = -np.inf
+    return true - logits.max(axis=1)
 
 
 class ProbeEvaluator:
@@ -79,6 +97,17 @@ class ProbeEvaluator:
                  progress: Progress = silent) -> np.ndarray:
         """Per-sample outcomes, shape [candidates, samples]; see ``outputs``."""
         return self._collect(current, candidates, samples, self.task.outcomes, progress)
+
+    def outcomes_and_ties(self, current: np.ndarray, candidates, samples: np.ndarray | None = None, *,
+                          tie_break: str, progress: Progress = silent) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample outcomes and tie-break values (see ``Task.tie_values``), each [candidates, samples]."""
+        task = self.task
+
+        def both(output, targets):
+            return np.stack([task.outcomes(output, targets), task.tie_values(output, targets, tie_break)], axis=-1)
+
+        pairs = self._collect(current, candidates, samples, both, progress)
+        return pairs[..., 0], pairs[..., 1]
 
     def _collect(self, current, candidates, samples, reduce, progress: Progress = silent) -> np.ndarray:
         """Runs the suffix in calls of at most ``batch_size`` rows and stacks ``reduce(output, targets)``."""

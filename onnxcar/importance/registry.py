@@ -13,15 +13,18 @@ from dataclasses import dataclass
 
 from onnxcar.errors import OnnxcarError
 from onnxcar.importance.base import Importance
+from onnxcar.importance.evaluator import TIE_BREAKS
 from onnxcar.registry import Registry
 
 
 @dataclass(frozen=True)
 class CriterionInputs:
-    """What a criterion factory may use: the pruning-set scorer (None without data) and a seed."""
+    """What a criterion factory may use: the pruning-set scorer (None without data), a seed, and
+    how to order channels of equal score (``loss``, ``margin`` or ``index``; CAR honours it)."""
 
     scorer: object | None  # onnxcar.importance.data.DataScorer
     seed: int = 0
+    tie_break: str = "index"
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,14 @@ def register_criterion(name: str, *, needs_data: bool = False, task: str | None 
     return decorate
 
 
-def make_importance(name: str, scorer=None, seed: int = 0) -> Importance:
+def make_importance(name: str, scorer=None, seed: int = 0, tie_break: str = "index") -> Importance:
     """The criterion ``name`` built over ``scorer`` (the pruning-set scorer; None without data)."""
+    if tie_break not in TIE_BREAKS:
+        raise OnnxcarError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}",
+                           arguments=("tie_break",))
     criterion = CRITERIA.get(name)
     if criterion.needs_data and scorer is None:
         raise OnnxcarError(f"criterion {name} needs data to score filters", arguments=("criterion", "data"))
     if scorer is not None and criterion.task not in (None, scorer.task.kind):
         raise OnnxcarError(f"criterion {name} is for {criterion.task}", arguments=("criterion", "task"))
-    return criterion.make(CriterionInputs(scorer, seed))
+    return criterion.make(CriterionInputs(scorer, seed, tie_break))

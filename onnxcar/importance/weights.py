@@ -10,7 +10,7 @@ from onnxcar.importance.registry import CriterionInputs, register_criterion
 
 
 def producer_filter_norms(analysis: Analysis, group: Group, order: int) -> np.ndarray:
-    """The ``order``-norm of each channel's filters, summed over the group's producers."""
+    """The ``order``-norm (1 or 2) of each channel's filters, summed over the group's producers."""
     position = {int(c): i for i, c in enumerate(group.channels)}
     producers = set(group.producers)
     nodes = {node.name: node for node in analysis.graph.nodes}
@@ -18,12 +18,24 @@ def producer_filter_norms(analysis: Analysis, group: Group, order: int) -> np.nd
     for edit in analysis.tracer.edits:
         if edit.kind is not EditKind.OWN or edit.input_index != 1 or edit.node not in producers:
             continue
-        weight = np.moveaxis(np.asarray(nodes[edit.node].inputs[1].values, dtype=np.float64), edit.axis, 0)
-        norms = np.linalg.norm(weight.reshape(len(weight), -1), ord=order, axis=1)
+        norms = _filter_norms(np.asarray(nodes[edit.node].inputs[1].values), edit.axis, order)
         for root, norm in zip(analysis.roots(edit.atoms).tolist(), norms):
             if root in position:
                 scores[position[root]] += norm
     return scores
+
+
+def _filter_norms(weight: np.ndarray, axis: int, order: int) -> np.ndarray:
+    """The norm of each slice of ``weight`` along ``axis``, in float64, converting a few MB at a time."""
+    slices = np.moveaxis(weight, axis, 0)
+    step = max(1, _CHUNK // max(1, slices[0].size))
+    return np.concatenate([
+        np.linalg.norm(slices[start : start + step].astype(np.float64).reshape(-1, slices[0].size), ord=order, axis=1)
+        for start in range(0, len(slices), step)
+    ])
+
+
+_CHUNK = 1 << 20  # elements converted to float64 at once
 
 
 @dataclass(frozen=True)

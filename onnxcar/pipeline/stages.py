@@ -33,6 +33,7 @@ class StageContext:
     original: onnx.ModelProto
     workdir: Path
     progress: Progress
+    input_shapes: dict[str, tuple[int, ...]] | None = None  # the recipe's, where the model leaves dims symbolic
 
 
 @dataclass

@@ -16,6 +16,7 @@ class PruneConfig:
     per_iter: int = 1  # channels removed per greedy iteration
     seed: int = 0  # of the random criterion
     verify: bool = True  # check the pruned model against the masked original
+    tie_break: str = "loss"  # orders channels of equal CAR: loss, margin or index
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -29,4 +30,5 @@ class PruneConfig:
             "layers": list(self.layers),
             "per_iter": self.per_iter,
             "seed": self.seed,
+            "tie_break": self.tie_break,
         }

@@ -1,7 +1,7 @@
 """The greedy pruning loop (Abbasi-Asl and Yu 2017): score, remove the least important, repeat."""
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +10,7 @@ import onnx
 from onnxcar.errors import OnnxcarError, UnsupportedOpError
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.feasibility import Survivors
+from onnxcar.graph.shapes import InputShapes
 from onnxcar.importance.base import BoundedImportance, Importance
 from onnxcar.importance.data import DataScorer
 from onnxcar.pruning.config import PruneConfig
@@ -31,10 +32,12 @@ class Removal:
     score: float
     metric: float | None = None
     iteration: int = 0
+    tie: float | None = None  # the growth of the tie-break key, where the criterion breaks ties
+    tied: bool | None = None  # another candidate had the same score, so the tie-break chose; None: unknown
 
     def to_dict(self) -> dict:
         return {"group": self.group, "layer": self.layer, "channel": self.channel, "score": self.score,
-                "metric": self.metric, "iteration": self.iteration}
+                "metric": self.metric, "iteration": self.iteration, "tie": self.tie, "tied": self.tied}
 
 
 def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:
@@ -81,30 +84,81 @@ def iterations(
     An importance whose scores depend on earlier removals (CAR, RAR) is rescored after every
     iteration on the network pruned so far, and asked only for its lowest scores when it can
     find them without computing the rest (``importance.search``); any other ranks the group
-    once. Ties go to the lowest channel index. With a scorer, each iteration records the metric
-    it leaves, and the loop stops before an iteration that would exceed the budget. Iterations
-    are numbered from ``first``.
+    once, and each iteration takes the next channels of that ranking. Ties go to the lowest
+    channel index. With a scorer, each iteration records the metric it leaves, and the loop
+    stops before an iteration that would exceed the budget. Iterations are numbered from ``first``.
     """
     name = analysis.layer_name(group.producers[0])
     rescore = getattr(importance, "depends_on_removals", True)
-    scores = None if rescore else np.asarray(importance(analysis, group, removed), dtype=np.float64)
+    ranking = None if rescore else _Ranking(analysis, group, importance, removed)
+    removed = set(removed)
     done, iteration = 0, first
     while done < removals:
         wanted = min(per_iter, removals - done)
         if rescore:
-            scores, picks = _rescored_picks(importance, analysis, group, removed, wanted)
+            keys, exact, picks = _rescored_picks(importance, analysis, group, frozenset(removed), wanted)
         else:
-            picks = _picks(Survivors(analysis, group, removed), scores, np.ones(group.size, dtype=bool), wanted)
+            keys, exact, picks = ranking.keys, ranking.exact, ranking.take(wanted)
         if not picks:
             return  # every remaining channel is the last one of some tensor
-        trial = removed | group.channel_ids(picks)
-        metric = scorer.metric(analysis, group, trial) if scorer is not None else None
+        gone = group.channel_ids(picks)
+        metric = scorer.metric(analysis, group, frozenset(removed | gone)) if scorer is not None else None
         if budget.exceeded(metric):
             return
-        removed = trial
+        tied = _tied(group, keys, exact, removed, picks)
+        removed |= gone
         done += len(picks)
-        yield [Removal(group.id, name, index, float(scores[index]), metric, iteration) for index in picks]
+        yield [Removal(group.id, name, index, float(keys[index, 0]), metric, iteration,
+                       float(keys[index, 1]) if keys.shape[1] > 1 else None, was_tied)
+               for index, was_tied in zip(picks, tied)]
         iteration += 1
+
+
+def _keys(scores) -> np.ndarray:
+    """Scores as a [channels, keys] array: the score, then any tie-break keys."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores[:, None] if scores.ndim == 1 else scores
+
+
+def _order(keys: np.ndarray) -> np.ndarray:
+    """Channels from the lowest keys (compared in turn) to the highest; equal keys by index."""
+    return np.lexsort((np.arange(len(keys)), *keys.T[::-1]))
+
+
+def _tied(group: Group, keys: np.ndarray, exact: np.ndarray, removed: set[int], picks: list[int]) -> list:
+    """For each pick, whether a channel still in the running had the same score, so that the
+    tie-break chose; None for criteria without a tie-break key."""
+    if keys.shape[1] == 1:
+        return [None] * len(picks)
+    running = exact & ~np.isin(group.channels, list(removed))
+    tied = []
+    for index in picks:
+        running[index] = False
+        tied.append(bool(np.any(running & (keys[:, 0] == keys[index, 0]))))
+    return tied
+
+
+class _Ranking:
+    """One ranking of a group whose scores do not depend on removals, taken from the lowest on."""
+
+    def __init__(self, analysis: Analysis, group: Group, importance: Importance, removed: frozenset[int]):
+        self.keys = _keys(importance(analysis, group, removed))
+        self.exact = np.ones(group.size, dtype=bool)
+        self._order = iter(_order(self.keys).tolist())
+        self._survivors = Survivors(analysis, group, removed)
+
+    def take(self, count: int) -> list[int]:
+        """The next ``count`` channels of the ranking that leave every tensor a channel (fewer at its end).
+
+        A channel that cannot go now never can, since tensors only lose channels.
+        """
+        picks = []
+        for index in self._order:
+            if self._survivors.take(index):
+                picks.append(index)
+                if len(picks) == count:
+                    break
+        return picks
 
 
 def greedy(analysis: Analysis, group: Group, importance: Importance, removals: int, **options) -> Iterator[Removal]:
@@ -115,24 +169,24 @@ def greedy(analysis: Analysis, group: Group, importance: Importance, removals: i
 
 def _rescored_picks(
     importance: Importance, analysis: Analysis, group: Group, removed: frozenset[int], wanted: int
-) -> tuple[np.ndarray, list[int]]:
-    """Scores on the current network and the ``wanted`` picks they give."""
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Score keys on the current network, which of them are exact, and the ``wanted`` picks they give."""
     if isinstance(importance, BoundedImportance):
         scores, exact = importance.lowest(analysis, group, removed, wanted)
-        scores = np.asarray(scores, dtype=np.float64)
-        picks = _picks(Survivors(analysis, group, removed), scores, exact, wanted)
+        keys = _keys(scores)
+        picks = _picks(Survivors(analysis, group, removed), keys, exact, wanted)
         if picks is not None:
-            return scores, picks
+            return keys, np.asarray(exact, dtype=bool), picks
         # an infeasible pick reached a bounded score: rank every channel exactly
-    scores = np.asarray(importance(analysis, group, removed), dtype=np.float64)
-    return scores, _picks(Survivors(analysis, group, removed), scores, np.ones(group.size, dtype=bool), wanted)
+    keys, exact = _keys(importance(analysis, group, removed)), np.ones(group.size, dtype=bool)
+    return keys, exact, _picks(Survivors(analysis, group, removed), keys, exact, wanted)
 
 
-def _picks(survivors: Survivors, scores: np.ndarray, exact: np.ndarray, count: int) -> list[int] | None:
-    """The ``count`` lowest-scored channels (ties to the lowest index) that leave every tensor a
+def _picks(survivors: Survivors, keys: np.ndarray, exact: np.ndarray, count: int) -> list[int] | None:
+    """The ``count`` lowest-keyed channels (ties to the lowest index) that leave every tensor a
     channel; None when the choice would rest on an inexact score."""
     picks: list[int] = []
-    for index in np.lexsort((np.arange(len(scores)), scores)).tolist():
+    for index in _order(keys).tolist():
         if len(picks) == count:
             break
         if not survivors.can_take(index):
@@ -194,8 +248,10 @@ class Surgery:
     verify_s: float
 
 
-def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool) -> Surgery:
-    """Removes the channels ``removed``; with ``verify``, checks the result against the masked model."""
+def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool, *, input_shapes: InputShapes | None = None,
+                      samples: Mapping[str, np.ndarray] | None = None) -> Surgery:
+    """Removes the channels ``removed``; with ``verify``, checks the result against the masked model
+    (at ``input_shapes``, and on ``samples`` of real data; see :func:`~onnxcar.surgery.verify_equal`)."""
     plan = make_plan(analysis, removed)
     start = time.perf_counter()
     pruned = remove_channels(plan)
@@ -203,5 +259,5 @@ def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool) -> Su
     if not verify:
         return Surgery(pruned, None, surgery, 0.0)
     start = time.perf_counter()
-    result = verify_equal(mask_channels(plan), pruned)
+    result = verify_equal(mask_channels(plan), pruned, input_shapes=input_shapes, samples=samples)
     return Surgery(pruned, result.max_abs_error, surgery, time.perf_counter() - start)

@@ -11,16 +11,19 @@ from onnxcar.data import DataSpec, load_dataset
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
+from onnxcar.graph.shapes import (
+    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, tensor_shapes,
+)
 from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.evaluator import Task
-from onnxcar.io import check_output_path, remove_stale_temporaries, save_model
+from onnxcar.artifacts import save_with_report
+from onnxcar.io import check_output_path
 from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import Removal, prune_groups, remove_and_verify, select_groups
 from onnxcar.pruning.journal import Journal, fingerprint
 from onnxcar.pruning.targets import Count, MaxDrop
-from onnxcar.report import write_json
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.surgery.plan import Plan
 
@@ -44,6 +47,13 @@ class PruneResult:
     journal: Journal | None = None
 
     @property
+    def ties_decided(self) -> int | None:
+        """How many picks the tie-break made among channels of equal score; None when not known
+        (a criterion without a tie-break key, or ``tie_break="index"``)."""
+        known = [r.tied for r in self.removals if r.tied is not None]
+        return sum(known) if known else None
+
+    @property
     def final_metric(self) -> float | None:
         return self.removals[-1].metric if self.removals else self.original_metric
 
@@ -59,6 +69,7 @@ class PruneResult:
         return {
             "kind": "prune", "version": REPORT_VERSION, "model": self.source, **self.settings,
             "removed": [r.to_dict() for r in self.removals],
+            "ties_decided": self.ties_decided,
             "original_metric": self.original_metric,
             "final_metric": self.final_metric,
             "curves": curves,
@@ -72,26 +83,10 @@ class PruneResult:
              force: bool = False) -> tuple[pathlib.Path, pathlib.Path]:
         """Writes the model to ``path`` and the report beside it (``report``, default ``path`` with
         .json), then deletes the run's journal; returns both paths."""
-        path, report_path = output_paths(path, report, force=force, source=self.source)
-        remove_stale_temporaries(path)
-        save_model(self.model, path, force=force, source=self.source)
-        write_json({**self.report, "output": str(path)}, report_path)
+        paths = save_with_report(self.model, self.report, path, report, force=force, source=self.source)
         if self.journal is not None:
             self.journal.close(remove=True)
-        return path, report_path
-
-
-def output_paths(path: str | pathlib.Path, report: str | pathlib.Path | None = None, *, force: bool,
-                 source: str | None) -> tuple[pathlib.Path, pathlib.Path]:
-    """The model and report paths of a run's outputs (report default: ``path`` with .json), checked
-    to be writable without overwriting the input, each other, or (without ``force``) anything."""
-    path = check_output_path(path, force=force, source=source)
-    report_path = check_output_path(pathlib.Path(report) if report is not None else path.with_suffix(".json"),
-                                    force=force, source=source)
-    if report_path.resolve() == path.resolve():
-        raise OnnxcarError(f"the report would overwrite the model {path}: give the report another path",
-                           arguments=("report",))
-    return path, report_path
+        return paths
 
 
 def prune_model(
@@ -99,6 +94,7 @@ def prune_model(
     config: PruneConfig,
     *,
     data: DataSpec | None = None,
+    input_shapes: InputShapes | None = None,
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
     journal: pathlib.Path | None = None,
@@ -110,24 +106,33 @@ def prune_model(
     """Runs ``config`` on ``model``; see :func:`onnxcar.prune` for the arguments."""
     start = time.perf_counter()
     task = Task(task)
+    shapes = resolve_input_shapes(model, input_shapes)
+    if config.verify and data is None:
+        require_input_shapes(model, shapes, "checking the pruned model")
     analysis = analyze(model)
+    analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)
     scorer = None
     if data is not None:
         dataset = load_dataset(data)
         scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner)
-    importance = make_importance(config.criterion, scorer, config.seed)
+        shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
+    sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
+    importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
     layers = [analysis.layer_name(g.producers[0]) for g in groups]
     settings = {
         "config": {**config.to_dict(), "layers": layers},
         "data": data.to_dict() if data is not None else None,
         "task": task.kind,
         "runner": runner.to_dict(),
+        "input_shapes": {name: list(shape) for name, shape in shapes.items()},
     }
-    arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
-    run_id = fingerprint(model.SerializeToString(), settings, arrays)
-    book = _open_journal(journal, run_id, resume=resume, force=force)
+    book = None
+    if journal is not None:
+        arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
+        book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
+                             force=force, source=source)
     try:
         done = _replayed(book.iterations, analysis, groups, counts) if book is not None else []
         total = sum(counts.values())
@@ -148,15 +153,18 @@ def prune_model(
         progress("pruning", finished, finished)
         if scorer is not None:
             scorer.close()
-        scoring = time.perf_counter() - start
-        removed = {int(g.channels[r.channel]) for g in groups for r in removals if r.group == g.id}
-        surgery = remove_and_verify(analysis, removed, config.verify)
+        scoring = time.perf_counter() - analysed
+        by_id = {g.id: g for g in groups}
+        removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
+        surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes,
+                                    samples=scorer.batch.inputs if scorer is not None else None)
     except BaseException:
         if book is not None:
             book.close()
         raise
-    before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(Plan(analysis, frozenset(removed)))
-    timings = {"scoring": scoring, "surgery": surgery.surgery_s, "verify": surgery.verify_s}
+    before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
+    timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
+               "verify": surgery.verify_s}
     return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
                        surgery.max_verify_error, book)
 
@@ -181,9 +189,8 @@ def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig
     return counts
 
 
-def _open_journal(path: pathlib.Path | None, run_id: str, *, resume: bool, force: bool) -> Journal | None:
-    if path is None:
-        return None
+def _open_journal(path: pathlib.Path, run_id: str, *, resume: bool, force: bool, source: str | None) -> Journal:
+    check_output_path(path, force=True, source=source)  # never a file the input model reads
     if path.exists() and not (resume or force):
         raise OnnxcarError(f"{path} exists from an earlier run: resume it, or start afresh",
                            arguments=("resume", "force"))
@@ -227,11 +234,15 @@ def _removal(entry: dict) -> Removal | None:
     """The removal an entry records, or None when a field is missing or of the wrong type."""
     number = (int, float)
     checks = {"group": int, "layer": str, "channel": int, "score": number, "iteration": int}
-    if set(entry) != {*checks, "metric"}:
+    optional = {"metric": number, "tie": number, "tied": bool}
+    if set(entry) != {*checks, *optional}:
         return None
     if any(isinstance(entry[k], bool) or not isinstance(entry[k], t) for k, t in checks.items()):
         return None
-    if entry["metric"] is not None and (isinstance(entry["metric"], bool) or not isinstance(entry["metric"], number)):
-        return None
+    for key, kind in optional.items():
+        value = entry[key]
+        if value is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
+            return None
+    number_or_none = lambda v: None if v is None else float(v)  # noqa: E731
     return Removal(entry["group"], entry["layer"], entry["channel"], float(entry["score"]),
-                   None if entry["metric"] is None else float(entry["metric"]), entry["iteration"])
+                   number_or_none(entry["metric"]), entry["iteration"], number_or_none(entry["tie"]), entry["tied"])

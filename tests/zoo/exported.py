@@ -398,15 +398,16 @@ def _without_bn_fusion():
         rw._DEFAULT_REWRITE_RULES = saved
 
 
-def _export_torchscript(model: nn.Module, x: torch.Tensor, fold_bn: bool) -> onnx.ModelProto:
+def _export_torchscript(model: nn.Module, x: torch.Tensor, fold_bn: bool, dynamic_hw: bool = False) -> onnx.ModelProto:
     f = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (x,), f, dynamo=False, opset_version=17,
             do_constant_folding=fold_bn, training=torch.onnx.TrainingMode.EVAL,
             input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamic_axes={"input": axes, "output": {0: "batch"}},
         )
     return onnx.load_from_string(f.getvalue())
 
@@ -429,11 +430,11 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, fold_bn: bool) -> onnx.Mod
 
 
 @functools.lru_cache(maxsize=None)
-def _export_cached(name: str, exporter: str, fold_bn: bool) -> bytes:
+def _export_cached(name: str, exporter: str, fold_bn: bool, dynamic_hw: bool = False) -> bytes:
     model = build_torch(name)
     x = torch.randn(2, *input_shape(name), generator=torch.Generator().manual_seed(0))
     if exporter == "torchscript":
-        proto = _export_torchscript(model, x, fold_bn)
+        proto = _export_torchscript(model, x, fold_bn, dynamic_hw)
     elif exporter == "dynamo":
         proto = _export_dynamo(model, x, fold_bn)
     else:
@@ -443,11 +444,16 @@ def _export_cached(name: str, exporter: str, fold_bn: bool) -> bytes:
     return proto.SerializeToString()
 
 
-def export(name: str, *, exporter: str = "torchscript", fold_bn: bool) -> onnx.ModelProto:
-    """Export zoo model ``name`` (one of NAMES / LARGE); returns a fresh ModelProto copy."""
+def export(name: str, *, exporter: str = "torchscript", fold_bn: bool, dynamic_hw: bool = False) -> onnx.ModelProto:
+    """Export zoo model ``name`` (one of NAMES / LARGE); returns a fresh ModelProto copy.
+
+    ``dynamic_hw`` (torchscript only) also makes the input's height and width symbolic.
+    """
     if name not in _BUILDERS:
         raise KeyError(f"unknown exported model {name!r}; known: {NAMES + LARGE}")
-    return onnx.load_from_string(_export_cached(name, exporter, bool(fold_bn)))
+    if dynamic_hw and exporter != "torchscript":
+        raise ValueError("dynamic_hw is only supported with the torchscript exporter")
+    return onnx.load_from_string(_export_cached(name, exporter, bool(fold_bn), dynamic_hw))
 
 
 def resnet50_like() -> onnx.ModelProto:
