@@ -11,7 +11,7 @@ from onnxcar.data.spec import PRESETS, DataSpec
 from onnxcar.errors import OnnxcarError
 
 
-def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+def comma_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
@@ -41,8 +41,8 @@ _DATA_OPTIONS = [
     ),
     click.option("--resize", type=click.IntRange(min=1), help="Resize the shorter image side to this (bilinear)."),
     click.option("--crop", type=click.IntRange(min=1), help="Centre-crop to this square size."),
-    click.option("--mean", callback=_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
-    click.option("--std", callback=_floats, help="Per-channel std after scaling to [0, 1]."),
+    click.option("--mean", callback=comma_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
+    click.option("--std", callback=comma_floats, help="Per-channel std after scaling to [0, 1]."),
     click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), help="Model input layout."),
     click.option("--input-name", help="Model input the images feed (default: the only one)."),
     click.option("--limit", type=click.IntRange(min=1), help="Keep N items (seeded, class-stratified)."),

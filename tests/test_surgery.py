@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import Role, analyze
 from onnxcar.graph.channels import EditKind
-from onnxcar.graph.cost import plan_cost
+from onnxcar.graph.cost import Cost, layer_costs, plan_cost
 from onnxcar.graph.window import window_matrix
 from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
 from onnxcar.surgery.plan import Plan
@@ -27,6 +27,19 @@ def test_handbuilt_remove_equals_mask(name):
     assert result.max_scaled_error <= 1.0
     before = plan_cost(Plan(analysis, frozenset())).params
     assert sum(int(np.prod(t.dims)) for t in pruned.graph.initializer) < before
+
+
+@pytest.mark.parametrize("removed, conv1, conv2", [
+    (0, Cost(3_648, 3_686_400), Cost(41_568, 10_616_832)),  # the sample's README table
+    (24, Cost(1_824, 1_843_200), Cost(20_832, 5_308_416)),  # half of conv1 gone: conv1 and conv2's input halve
+])
+def test_layer_costs_of_the_sample(removed, conv1, conv2):
+    analysis = analyze(onnx.load("samples/alexnet_cifar10.onnx"))
+    plan = Plan(analysis, frozenset(analysis.group("conv1").channel_ids(range(removed))))
+    costs = layer_costs(plan)
+    assert (costs["/conv1/Conv"], costs["/conv2/Conv"]) == (conv1, conv2)
+    assert sum(c.macs for c in costs.values()) == plan_cost(plan).macs
+    assert sum(c.params for c in costs.values()) == plan_cost(plan).params  # no float constant outside a layer
 
 
 BLOCK_REASONS = {

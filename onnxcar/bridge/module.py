@@ -127,7 +127,7 @@ def _fixed_initializers(graph: onnx.GraphProto) -> set[str]:
     for node in graph.node:
         weight = values.get(node.input[1]) if node.op_type == "Conv" and len(node.input) == 2 else None
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        if weight is None or group != 1 or not is_window(numpy_helper.to_array(weight)):
+        if weight is None or group != 1 or not is_window(node.name, numpy_helper.to_array(weight)):
             continue
         fixed.add(weight.name)
         for op_type in ("Mul", "Add", "Pow"):

@@ -45,12 +45,44 @@ def plan_cost(plan: Plan, shapes: Mapping[str, tuple[int, ...]] | None = None) -
     at the input shapes of interest), and where those do not size a tensor (or none are given),
     at the graph's own static shapes, which folding may have made known.
     """
+    kept = _kept(plan)
+    dims, windows = kept
+    params = sum(int(np.prod(d)) for d in dims.values()) + sum(channels * channels for _, channels in windows)
+    macs = [cost.macs for cost in layer_costs(plan, shapes, kept).values()]
+    return Cost(params, None if None in macs else sum(macs))
+
+
+def layer_costs(plan: Plan, shapes: Mapping[str, tuple[int, ...]] | None = None,
+                kept: tuple[dict[str, list[int]], list[tuple[gs.Node, int]]] | None = None) -> dict[str, Cost]:
+    """The cost of each Conv, ConvTranspose, Gemm and MatMul node the plan would leave (its constant
+    inputs, weights and bias, and its MACs per sample; see :func:`plan_cost`), and of the channel
+    window each pruned LRN becomes, by node name."""
+    dims, windows = _kept(plan) if kept is None else kept
+    shapes = shapes or {}
+    shape_of = lambda t: shapes.get(t.name) or static_dims(t.shape)  # noqa: E731
+    costs = {}
+    for node in plan.analysis.graph.nodes:
+        weight = _weight(node)
+        if weight is not None and weight.name in dims:
+            inputs = dict.fromkeys(t.name for i in node.inputs if (t := stored(i)) is not None)
+            params = sum(int(np.prod(dims[name])) for name in inputs if name in dims)
+            positions = _positions(node, shape_of)
+            costs[node.name] = Cost(params, None if positions is None else int(np.prod(dims[weight.name])) * positions)
+    for node, channels in windows:
+        positions = _positions(node, shape_of)
+        costs[node.name] = Cost(channels * channels, None if positions is None else channels * channels * positions)
+    return costs
+
+
+def _kept(plan: Plan) -> tuple[dict[str, list[int]], list[tuple[gs.Node, int]]]:
+    """The shape of every parameter after the plan's removals, and each pruned LRN with the channels
+    its window keeps."""
     graph = plan.analysis.graph
     nodes = {node.name: node for node in graph.nodes}
     dims: dict[str, list[int]] = {
         name: list(np.shape(t.values)) for name, t in graph.tensors().items() if _is_parameter(t)
     }
-    windows: list[tuple[gs.Node, int]] = []  # pruned LRNs and the channels their window keeps
+    windows: list[tuple[gs.Node, int]] = []
     for edit in plan.analysis.tracer.edits:
         kept = int(plan.keep(edit.atoms).sum())
         if edit.kind is EditKind.WINDOW and kept < len(edit.atoms):  # surgery writes the window out
@@ -61,18 +93,7 @@ def plan_cost(plan: Plan, shapes: Mapping[str, tuple[int, ...]] | None = None) -
                 kept = int(plan.keep(edit.pieces[0]).sum())
             if name in dims:  # not the integer zero points of a per-channel activation quantizer
                 dims[name][edit.axis] = min(dims[name][edit.axis], kept)
-    params = sum(int(np.prod(d)) for d in dims.values()) + sum(kept * kept for _, kept in windows)
-    layers = [(node, int(np.prod(dims[weight.name]))) for node in graph.nodes
-              if (weight := _weight(node)) is not None and weight.name in dims]
-    shapes = shapes or {}
-    shape_of = lambda t: shapes.get(t.name) or static_dims(t.shape)  # noqa: E731
-    macs = 0
-    for node, size in layers + [(node, kept * kept) for node, kept in windows]:
-        positions = _positions(node, shape_of)
-        if positions is None:
-            return Cost(params, None)
-        macs += size * positions
-    return Cost(params, macs)
+    return dims, windows
 
 
 def _weight(node: gs.Node) -> gs.Tensor | None:

@@ -24,7 +24,7 @@ def conv(ctx: NodeContext) -> None:
     out_channels, in_per_group = weight.shape[0], weight.shape[1]
     if source is not None and source.axis != 1:
         raise Unhandled("Conv input carries channels on an axis other than 1")
-    if source is not None and groups == 1 and not ctx.has_input(2) and is_window(weight):
+    if source is not None and groups == 1 and not ctx.has_input(2) and is_window(ctx.node.name, weight):
         ctx.member(Role.THROUGH, source.atoms)
         ctx.edit(EditKind.READ, 1, 1, source.atoms)
         ctx.edit(EditKind.OWN, 1, 0, source.atoms)

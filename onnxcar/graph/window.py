@@ -16,10 +16,15 @@ def window_matrix(size: int, channels: int) -> np.ndarray:
     return ((offset >= -((size - 1) // 2)) & (offset <= size // 2)).astype(np.float32)
 
 
-def is_window(weight: np.ndarray) -> bool:
-    """True for a 1x1 Conv weight that is a square 0/1 matrix with ones on its diagonal: a channel
-    window, which keeps channel i at position i (the form a pruned LRN takes)."""
-    if weight.ndim < 3 or weight.shape[0] != weight.shape[1] or any(k != 1 for k in weight.shape[2:]):
+WINDOW_NODE = "window_sum"
+"""The last part of the name surgery gives a pruned LRN's window Conv (``<lrn name>/window_sum``)."""
+
+
+def is_window(name: str, weight: np.ndarray) -> bool:
+    """True for the window Conv of a pruned LRN: named by surgery as such, and its 1x1 weight a square
+    0/1 matrix with ones on its diagonal, which keeps channel i at position i. An identity Conv of
+    the model's own is still a Conv."""
+    if name.rsplit("/", 1)[-1] != WINDOW_NODE or weight.ndim < 3 or weight.shape[0] != weight.shape[1] or any(k != 1 for k in weight.shape[2:]):
         return False
     matrix = weight.reshape(weight.shape[:2])
     return bool(np.isin(matrix, (0, 1)).all() and (np.diagonal(matrix) == 1).all())

@@ -3,7 +3,7 @@
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxcar.graph.window import window_matrix
+from onnxcar.graph.window import WINDOW_NODE, window_matrix
 
 
 def expand_lrn(graph: gs.Graph, node: gs.Node, keep: np.ndarray) -> None:
@@ -31,7 +31,7 @@ def expand_lrn(graph: gs.Graph, node: gs.Node, keep: np.ndarray) -> None:
 
     squares = step("square", "Mul", [x, x])
     window = gs.Constant(f"{tag}/window", weight)
-    sums = step("window_sum", "Conv", [squares, window], kernel_shape=[1] * (len(x.shape) - 2))
+    sums = step(WINDOW_NODE, "Conv", [squares, window], kernel_shape=[1] * (len(x.shape) - 2))
     scaled = step("scale", "Mul", [sums, scalar("alpha_over_size", alpha / size)])
     denominator = step("power", "Pow", [step("shift", "Add", [scaled, scalar("bias", bias)]), scalar("beta", beta)])
     node.op, node.attrs = "Div", {}
