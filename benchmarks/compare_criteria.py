@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--criteria", default=",".join(CRITERIA))
     parser.add_argument("--per-iter", type=int, default=1)
+    parser.add_argument("--tie-break", default="index", choices=("index", "loss", "margin"),
+                        help="CAR's order among filters of equal score (index: the paper's, and these runs')")
     parser.add_argument("--out", default="samples/car_vs_baselines.json")
     parser.add_argument("--save-dir", help="also write each pruned model here as <layer>_<criterion>.onnx")
     parser.add_argument("--resume", action="store_true",
@@ -55,7 +57,8 @@ def main() -> None:
     print(f"original: test top-1 {original.top1:.2%} on {original.n} images; pruning set {prune_images} images")
     results = {"kind": "comparison", "version": 1, "model": args.model, "data": prune_data.to_dict(),
                "test_data": args.test_data, "original_test_top1": original.top1, "ratio": args.ratio,
-               "per_iter": args.per_iter, "prune_images": prune_images, "test_images": original.n, "runs": []}
+               "per_iter": args.per_iter, "tie_break": args.tie_break, "prune_images": prune_images,
+               "test_images": original.n, "runs": []}
     if args.resume and pathlib.Path(args.out).exists():
         results["runs"] = resumed_runs(pathlib.Path(args.out), results)
     criteria = args.criteria.split(",")
@@ -70,7 +73,7 @@ def main() -> None:
                 continue
             start = time.perf_counter()
             result = onnxcar.prune(model, data=prune_data, criterion=criterion, target=onnxcar.Ratio(args.ratio),
-                                   layers=[layer], per_iter=args.per_iter, runner=runner)
+                                   layers=[layer], per_iter=args.per_iter, tie_break=args.tie_break, runner=runner)
             top1 = onnxcar.evaluate(result.model, test_data, runner=runner).top1
             channels = [r.channel for r in result.removals]
             if args.save_dir:
@@ -89,7 +92,8 @@ def main() -> None:
 def resumed_runs(path: pathlib.Path, results: dict) -> list[dict]:
     """The runs of an earlier, cut-short comparison with the same settings."""
     earlier = json.loads(path.read_text())
-    for key in ("model", "data", "test_data", "ratio", "per_iter", "prune_images", "test_images"):
+    earlier.setdefault("tie_break", "index")  # comparisons made before the option used the index order
+    for key in ("model", "data", "test_data", "ratio", "per_iter", "tie_break", "prune_images", "test_images"):
         if earlier.get(key) != json.loads(json.dumps(results[key])):
             raise SystemExit(f"{path} was made with another {key} ({earlier.get(key)!r}): cannot resume it")
     return earlier["runs"]
