@@ -168,6 +168,7 @@ def prune(
     seed: int = 0,
     verify: bool = True,
     tie_break: str = "loss",
+    scope: str = "layer",
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
     journal: str | os.PathLike | None = None,
@@ -175,11 +176,14 @@ def prune(
     force: bool = False,
     progress: Progress = silent,
 ) -> PruneResult:
-    """Removes filters from ``model`` by ``criterion`` until ``target`` (Ratio, Count or MaxDrop) is met.
+    """Removes filters from ``model`` by ``criterion`` until ``target`` (Ratio, Count, MaxDrop, Macs or
+    Params) is met.
 
     Layers are pruned one after another (default: every prunable group); within a layer, each
     iteration rescores the remaining filters on the network pruned so far and removes the
-    ``per_iter`` lowest. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
+    ``per_iter`` lowest. With ``scope="global"``, which ``Macs`` and ``Params`` budgets imply,
+    one loop runs over the filters of every selected layer: each iteration removes the filters
+    of least score per MAC (or parameter) saved, or of least score under a count target. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
     removal grows the pruning set's cross-entropy least, ``margin`` the one that shrinks the mean
     top-1 margin least, ``index`` the lowest index. Data-driven criteria (car, rar, mean-act, apoz)
     need ``data``. The removed model is checked against the masked original unless ``verify``
@@ -190,9 +194,10 @@ def prune(
     >>> result = onnxcar.prune("m.onnx", target=onnxcar.Ratio(0.5), criterion="l1")
     >>> result.after.params / result.before.params
     0.52
+    >>> onnxcar.prune("m.onnx", data=data, criterion="car", target=onnxcar.Macs(0.5)).after.macs
     """
     proto, source = _model(model)
-    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break)
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope)
     return prune_model(proto, config, data=data, task=task, runner=runner,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)

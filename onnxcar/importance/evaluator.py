@@ -74,11 +74,15 @@ def _margins(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
 class ProbeEvaluator:
     """Runs the prefix once over the data, then scores channel-mask rows through the suffix."""
 
-    def __init__(self, probe: Probe, inputs: dict[str, np.ndarray], targets: np.ndarray, task: Task, config: RunnerConfig):
+    def __init__(self, probe: Probe, inputs: dict[str, np.ndarray], targets: np.ndarray, task: Task, config: RunnerConfig,
+                 *, cache: dict[str, np.ndarray] | None = None):
+        """``cache``: the prefix's outputs over ``inputs``, computed earlier for the same cut."""
         self.probe, self.targets, self.task, self.config = probe, targets, task, config
         self.count = len(targets)
         self.cache = {name: inputs[name] for name in probe.passthrough}
-        if probe.cut:
+        if cache is not None:
+            self.cache.update((name, cache[name]) for name in probe.cut)
+        elif probe.cut:
             with make_runner(probe.prefix, config) as prefix:
                 chunks = [
                     prefix.run({k: v[i : i + config.batch_size] for k, v in inputs.items()}, list(probe.cut))
