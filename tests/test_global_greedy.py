@@ -28,9 +28,14 @@ def _cost(analysis, removed, measure) -> int:
     return getattr(plan_cost(Plan(analysis, frozenset(removed))), measure)
 
 
+def _key(score: Fraction, saved: int) -> Fraction:
+    """Score per unit saved; what costs nothing (score <= 0) first, largest saving first."""
+    return score / saved if score > 0 else (score - 1) * saved
+
+
 def _reference(model, keep: float, measure: str, per_iter: int, score) -> list[list[tuple[str, int]]]:
-    """Global greedy the plain way: every feasible channel of every group is removed in turn, its
-    ``score(removed, candidate)`` divided by the cost it saves (exact fractions); the ``per_iter``
+    """Global greedy the plain way: every feasible channel of every group is removed in turn and
+    keyed by ``score(removed, candidate)`` per cost it saves (exact fractions); the ``per_iter``
     least (then earlier group, lower index) go, the last iteration stopping at the budget."""
     analysis = analyze(model)
     groups = [g for g in analysis.groups if g.prunable]
@@ -47,7 +52,7 @@ def _reference(model, keep: float, measure: str, per_iter: int, score) -> list[l
                     continue
                 saved = now - _cost(analysis, removed | {channel}, measure)
                 if saved > 0:
-                    options.append((Fraction(score(removed, group, index)) / saved, position, index, group))
+                    options.append((_key(Fraction(score(removed, group, index)), saved), position, index, group))
         options.sort(key=lambda o: o[:3])
         batch = []
         for _, _, index, group in options:
@@ -75,9 +80,10 @@ def test_global_car_matches_brute_force(tmp_path, measure, keep, per_iter):
     images, labels = labelled_data(model, tmp_path / "data.npz", 120, seed=2)
     analysis = analyze(model)
 
-    def errors_added(removed, group, index):  # CAR times the number of images: integers compare exactly
+    def errors_added(removed, group, index):  # CAR as a fraction of the number of images, exactly
         before = correct(remove_channels(make_plan(analysis, removed)), images, labels)
-        return before - correct(remove_channels(make_plan(analysis, removed | group.channel_ids([index]))), images, labels)
+        after = correct(remove_channels(make_plan(analysis, removed | group.channel_ids([index]))), images, labels)
+        return Fraction(before - after, len(images))
 
     report = json.loads(ok(invoke("prune", path, "-o", tmp_path / "out.onnx", "--criterion", "car", "--data",
                                   tmp_path / "data.npz", f"--target-{measure}", keep, "--per-iter", per_iter,
@@ -92,7 +98,7 @@ def test_global_car_matches_brute_force(tmp_path, measure, keep, per_iter):
         channel = int(group.channels[r["channel"]])
         start = {int(analysis.group(e["layer"]).channels[e["channel"]]) for e in report["removed"]
                  if e["iteration"] < r["iteration"]}
-        assert r["score"] == pytest.approx(errors_added(start, group, r["channel"]) / len(images), abs=1e-12)
+        assert r["score"] == pytest.approx(float(errors_added(start, group, r["channel"])), abs=1e-12)
         assert r["saved"] == _cost(analysis, removed, measure) - _cost(analysis, removed | {channel}, measure)
         removed.add(channel)
     final = correct(onnx.load(tmp_path / "out.onnx"), images, labels) / len(images)

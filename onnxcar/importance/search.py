@@ -50,6 +50,16 @@ class Pool:
     per: np.ndarray | None = None
 
 
+def per_unit(growth, scale: float, per):
+    """The key of a removal under a budget: a score (``growth / scale``) per unit ``per`` saved when
+    it is positive; a removal that costs nothing (score <= 0) keys below every harmful one, largest
+    saving first, as ``(score - 1) * per``. Non-decreasing in ``growth``, so a bound keys as a bound.
+    Written with one rounding where ``growth`` and ``scale * per`` are integers, so that equal ratios
+    key equal."""
+    growth = np.asarray(growth, dtype=np.float64)
+    return np.where(growth > 0, growth / (scale * per), (growth - scale) * per / scale)
+
+
 def tie_growth(values: np.ndarray, current: float) -> np.ndarray:
     """Each row's mean tie-break value minus the current network's, rounded to TIE_DECIMALS."""
     return np.round(values.mean(axis=-1) - current, TIE_DECIMALS)
@@ -76,8 +86,8 @@ def least_across(
     """:func:`least_loss` over the candidates of several pools (groups), which share the network
     and so its sample order and loss; candidates are numbered pool after pool.
 
-    With ``per``, the key is the growth of the loss per unit saved, ``(loss - current loss) / per``:
-    a bound on it, too, only grows as a candidate sees more samples. ``take`` is asked about
+    With ``per``, the key is the score per unit saved (see :func:`per_unit`; the score is the growth
+    of the mean loss): a bound on it, too, only grows as a candidate sees more samples. ``take`` is asked about
     each candidate found least; when it answers False, the candidate is passed over (it cannot
     be removed) and the search goes on to the next.
     """
@@ -97,7 +107,7 @@ def least_across(
     base_value = float(task.tie_values(base, targets, tie_break).mean()) if keyed else 0.0
     seen = np.zeros(total, dtype=np.int64)
     bound = np.zeros(total)
-    key = bound.copy() if per is None else -base_loss / per
+    key = bound.copy() if per is None else per_unit(bound - base_loss, samples, per)
     pending = np.ones(total, dtype=bool)  # not yet found to be among the least
     picks: list[int] = []
     while len(picks) < count and pending.any():
@@ -125,7 +135,7 @@ def least_across(
             outcomes[batch[:, None], rows] = result
             bound[batch] += task.losses(result).sum(axis=1)
             seen[batch] += len(rows)
-            key[batch] = bound[batch] if per is None else (bound[batch] - base_loss) / per[batch]
+            key[batch] = bound[batch] if per is None else per_unit(bound[batch] - base_loss, samples, per[batch])
         if take is None or take(int(lead)):
             picks.append(int(lead))
     exact = seen == samples

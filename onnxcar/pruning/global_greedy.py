@@ -3,8 +3,9 @@ which prunes one layer at a time).
 
 Each iteration scores every remaining filter of every selected group on the network pruned so
 far and removes the ``per_iter`` least. Under a budget of MACs or parameters (``Macs``,
-``Params``) a filter's key is its score per unit of cost its removal saves, and the loop stops
-as soon as the model fits the budget; under a filter count (``Ratio``, ``Count``, ``MaxDrop``,
+``Params``) a filter's key is its score per unit of cost its removal saves (a filter whose
+removal costs nothing, score <= 0, before any other, largest saving first; see
+``importance.search.per_unit``), and the loop stops as soon as the model fits the budget; under a filter count (``Ratio``, ``Count``, ``MaxDrop``,
 counted over all selected filters) the key is the score itself. Ties go to the earlier group,
 then the lower index.
 
@@ -24,6 +25,7 @@ from onnxcar.graph.feasibility import Survivors
 from onnxcar.graph.savings import Savings
 from onnxcar.importance.base import Importance
 from onnxcar.importance.data import DataScorer
+from onnxcar.importance.search import per_unit
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import Budget, Removal, _budget, _keys, _order
 from onnxcar.pruning.targets import CostBudget
@@ -160,14 +162,14 @@ def _rescored(importance, analysis, state: _State, removed: frozenset[int], room
         exact = np.ones(len(keys), dtype=bool)
         ordered = keys.copy()
         if per is not None:
-            ordered[:, 0] /= np.concatenate(per)
+            ordered[:, 0] = per_unit(ordered[:, 0], 1.0, np.concatenate(per))
         picks = []
         for k in _order(ordered).tolist():
             if len(picks) == room:
                 break
             if take(k):
                 picks.append(k)
-    ratio = keys[:, 0] / (np.concatenate(per) if per is not None else 1.0)
+    ratio = keys[:, 0] if per is None else per_unit(keys[:, 0], 1.0, np.concatenate(per))
     return [(*flat[k], float(keys[k, 0]), float(keys[k, 1]) if keys.shape[1] > 1 else None, tied)
             for k, tied in zip(picks, _tied(keys, ratio, exact, picks))]
 
@@ -207,7 +209,7 @@ def _ranked(scores: dict[int, np.ndarray], state: _State, room: int, goal: _Goal
 
 def _least(state: _State, group: Group, scores: np.ndarray, saved: np.ndarray | None) -> tuple[float, int] | None:
     """(key, index) of the group's least-keyed channel that may go now, or None."""
-    key = scores if saved is None else np.where(saved > 0, scores / np.maximum(saved, 1), np.inf)
+    key = scores if saved is None else np.where(saved > 0, per_unit(scores, 1.0, np.maximum(saved, 1)), np.inf)
     for index in _order(_keys(key)).tolist():
         if np.isinf(key[index]) and saved is not None:
             return None
