@@ -6,7 +6,8 @@ import click
 
 import onnxcar
 from onnxcar.cli.options import (
-    criterion_option, data_options, layers_option, output_options, runner_options, task_option, tie_break_option,
+    backend_options, criterion_option, data_options, layers_option, output_options, runner_options, task_option,
+    tie_break_option,
 )
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.pruning.journal import journal_path
@@ -33,10 +34,11 @@ from onnxcar.pruning.targets import target_from
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="JSON report path [default: OUTPUT with .json].")
 @data_options(required=False)
 @runner_options
+@backend_options
 @task_option
 @output_options
 def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_params, global_scope, layers, per_iter, random_seed, tie_break, no_verify, resume,
-                  report_path, data_spec, runner, task, output, force, as_json):
+                  report_path, data_spec, runner, backend, task, output, force, as_json):
     """Remove filters from MODEL and write the physically smaller model to -o.
 
     Layers are pruned one at a time; within a layer, each iteration rescores the remaining
@@ -54,7 +56,7 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
         result = onnxcar.prune(
             model, target=target, criterion=criterion, layers=layers, data=data_spec, per_iter=per_iter,
             seed=random_seed, verify=not no_verify, tie_break=tie_break, scope="global" if global_scope else "layer",
-            task="regression" if criterion == "rar" else task, runner=runner,
+            task="regression" if criterion == "rar" else task, runner=runner, backend=backend,
             journal=journal, resume=resume, force=force, progress=progress,
         )
     result.save(output, report=report_path, force=overwrite)

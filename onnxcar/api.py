@@ -20,8 +20,9 @@ import onnx
 
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
-from onnxcar.importance import CRITERIA, DataScorer, make_importance
-from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch
+from onnxcar.importance import CRITERIA, make_importance
+from onnxcar.importance.backends import BackendConfig
+from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch, open_scorer
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
 from onnxcar.progress import Progress, silent
@@ -130,29 +131,28 @@ class Scores:
 
 
 def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classification", seed: int = 0,
-          tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), progress: Progress = silent) -> Scores:
+          tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), backend: BackendConfig = BackendConfig(),
+          progress: Progress = silent) -> Scores:
     """Scores each filter of ``layer`` by every registered criterion that fits the task; for
     classification, ``tie`` holds the growth of the ``tie_break`` key that orders filters of equal CAR.
+    ``backend`` evaluates the candidates (``BackendConfig("ray", address)`` on a Ray cluster).
 
     >>> scores = onnxcar.score("m.onnx", data, "conv1")
     >>> scores.by_criterion["car"].argmin()      # the filter CAR would remove first
     """
     proto, _ = _model(model)
     kind = Task(task)
-    scorer = DataScorer(_bind(proto, data, kind, runner), kind, runner, progress=progress)
     analysis = analyze(proto)
     group = analysis.group(layer)
     names = [c.name for c in CRITERIA if c.task in (None, kind.kind)]
     columns, tie = {}, None
-    try:
+    with open_scorer(proto, data, kind, runner, backend, progress=progress) as scorer:
         for name in names:
             keys = np.asarray(make_importance(name, scorer, seed, tie_break)(analysis, group, frozenset()), np.float64)
             columns[name] = keys if keys.ndim == 1 else keys[:, 0]
             if keys.ndim == 2:
                 tie = keys[:, 1]
         base = scorer.metric(analysis, group, frozenset())
-    finally:
-        scorer.close()
     return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None,
                   tie_break, tie)
 
@@ -171,6 +171,7 @@ def prune(
     scope: str = "layer",
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
+    backend: BackendConfig = BackendConfig(),
     journal: str | os.PathLike | None = None,
     resume: bool = False,
     force: bool = False,
@@ -186,7 +187,8 @@ def prune(
     of least score per MAC (or parameter) saved, or of least score under a count target. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
     removal grows the pruning set's cross-entropy least, ``margin`` the one that shrinks the mean
     top-1 margin least, ``index`` the lowest index. Data-driven criteria (car, rar, mean-act, apoz)
-    need ``data``. The removed model is checked against the masked original unless ``verify``
+    need ``data``; ``backend`` evaluates their candidates (``BackendConfig("ray", address)`` on a Ray
+    cluster, with the same picks). The removed model is checked against the masked original unless ``verify``
     is False. With ``journal``, each iteration is appended to that file as it completes, and
     ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
     afresh over it); ``result.save`` deletes it.
@@ -198,7 +200,7 @@ def prune(
     """
     proto, source = _model(model)
     config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope)
-    return prune_model(proto, config, data=data, task=task, runner=runner,
+    return prune_model(proto, config, data=data, task=task, runner=runner, backend=backend,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)
 

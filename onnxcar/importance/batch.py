@@ -1,13 +1,16 @@
 """Binds a data set to a model: validated inputs, and targets (labels or agreement labels)."""
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import onnx
 
-from onnxcar.data import Dataset, validate_for_model
+from onnxcar.data import Dataset, DataSpec, load_dataset, validate_for_model
 from onnxcar.errors import DataError
-from onnxcar.importance.data import Batch
+from onnxcar.importance.backends import BackendConfig, open_backend
+from onnxcar.importance.data import Batch, DataScorer
 from onnxcar.importance.evaluator import Task
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
@@ -45,6 +48,27 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
             for i in range(0, len(dataset), config.batch_size)
         ]
         return Batch(inputs, np.concatenate(predictions).astype(np.int64))
+
+
+@contextlib.contextmanager
+def open_scorer(model: onnx.ModelProto, data: DataSpec | None, task: Task, runner: RunnerConfig,
+                backend: BackendConfig = BackendConfig(), *, keep_groups: bool = False,
+                progress: Progress = silent) -> Iterator[DataScorer | None]:
+    """The pruning-set scorer of ``data`` (None without data). Its backend connects before the data
+    is read, so a cluster that cannot be reached fails before any work; both close on exit."""
+    if data is None:
+        yield None
+        return
+    evaluation = open_backend(backend)
+    scorer = None
+    try:
+        scorer = DataScorer(make_batch(model, load_dataset(data), task, runner), task, runner, progress=progress,
+                            keep_groups=keep_groups, backend=evaluation)
+        yield scorer
+    finally:
+        if scorer is not None:
+            scorer.close()
+        evaluation.close()
 
 
 def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig, progress: Progress = silent) -> dict:

@@ -8,6 +8,7 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.channels import EditKind
+from onnxcar.importance.backends import Backend
 from onnxcar.importance.evaluator import ProbeEvaluator, Task
 from onnxcar.importance.registry import CriterionInputs, register_criterion
 from onnxcar.importance.search import Pool, least_across, least_loss, tie_growth
@@ -35,13 +36,14 @@ class DataScorer:
     ``keep_groups`` keeps one per group open (global pruning). Either way a group's cached
     prefix activations outlive its probe while no channel they depend on is removed, so a
     probe rebuilt after a removal further down the network reuses them.
-    ``progress`` hears how far exhaustive scoring (every channel of a group) has come.
+    ``progress`` hears how far exhaustive scoring (every channel of a group) has come; ``backend``
+    runs the candidate shards (default: in this process).
     """
 
     def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig(), *, linear: bool = True,
-                 progress: Progress = silent, keep_groups: bool = False):
+                 progress: Progress = silent, keep_groups: bool = False, backend: Backend | None = None):
         self.batch, self.task, self.config, self.linear, self.progress = batch, task, config, linear, progress
-        self.keep_groups = keep_groups
+        self.keep_groups, self.backend = keep_groups, backend
         self._open: dict[int, tuple[tuple, bool, ProbeEvaluator]] = {}  # group id -> (key, rank_one, evaluator)
         self._prefixes: dict[int, tuple[tuple, dict[str, np.ndarray]]] = {}  # group id -> (prefix key, cut tensors)
         self._readers: tuple[int, dict[int, frozenset[str]]] | None = None  # nodes whose weights read each channel
@@ -72,7 +74,8 @@ class DataScorer:
         kept = self._prefixes.get(group.id)
         cache = kept[1] if kept is not None and kept[0] == prefix_key else None
         self.prefix_runs += cache is None and bool(probe.cut)
-        evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config, cache=cache)
+        evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config, cache=cache,
+                                   backend=self.backend)
         self._prefixes[group.id] = (prefix_key, {name: evaluator.cache[name] for name in probe.cut})
         self._open[group.id] = (key, rank_one, evaluator)
         return evaluator

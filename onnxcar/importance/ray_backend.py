@@ -48,9 +48,9 @@ class RayBackend:
     def __init__(self, config: BackendConfig):
         ray = require_ray()
         self._ray, self._started = ray, False
+        if config.address:
+            _check_reachable(config.address)
         if not ray.is_initialized():
-            if config.address:
-                _check_reachable(config.address)
             try:
                 ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as err:

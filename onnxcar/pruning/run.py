@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnxcar.data import DataSpec, load_dataset
+from onnxcar.data import DataSpec
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
-from onnxcar.importance import DataScorer, make_importance
-from onnxcar.importance.batch import make_batch
+from onnxcar.importance import make_importance
+from onnxcar.importance.backends import BackendConfig
+from onnxcar.importance.batch import open_scorer
 from onnxcar.importance.evaluator import Task
 from onnxcar.artifacts import save_with_report
 from onnxcar.io import check_output_path
@@ -95,6 +96,7 @@ def prune_model(
     data: DataSpec | None = None,
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
+    backend: BackendConfig = BackendConfig(),
     journal: pathlib.Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -108,52 +110,48 @@ def prune_model(
     analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)
-    scorer = None
-    if data is not None:
-        dataset = load_dataset(data)
-        scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner,
-                            keep_groups=config.scope == "global")
-    importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
-    layers = [analysis.layer_name(g.producers[0]) for g in groups]
-    settings = {
-        "config": {**config.to_dict(), "layers": layers},
-        "data": data.to_dict() if data is not None else None,
-        "task": task.kind,
-        "runner": runner.to_dict(),
-    }
-    book = None
-    if journal is not None:
-        arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
-        book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
-                             force=force, source=source)
-    try:
-        done = _replayed(book.iterations, analysis, groups, counts, config.scope) if book is not None else []
-        total = None if isinstance(config.target, CostBudget) else sum(counts.values())
-        finished = sum(len(batch) for batch in done)
-        progress("pruning", finished, total)
+    with open_scorer(model, data, task, runner, backend, keep_groups=config.scope == "global") as scorer:
+        importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
+        layers = [analysis.layer_name(g.producers[0]) for g in groups]
+        settings = {
+            "config": {**config.to_dict(), "layers": layers},
+            "data": data.to_dict() if data is not None else None,
+            "task": task.kind,
+            "runner": runner.to_dict(),
+        }
+        book = None
+        if journal is not None:
+            arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
+            book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
+                                 force=force, source=source)
+        try:
+            done = _replayed(book.iterations, analysis, groups, counts, config.scope) if book is not None else []
+            total = None if isinstance(config.target, CostBudget) else sum(counts.values())
+            finished = sum(len(batch) for batch in done)
+            progress("pruning", finished, total)
 
-        def on_iteration(batch: list[Removal]) -> None:
-            nonlocal finished
+            def on_iteration(batch: list[Removal]) -> None:
+                nonlocal finished
+                if book is not None:
+                    book.record([r.to_dict() for r in batch])
+                finished += len(batch)
+                last = batch[-1]
+                status = last.layer if last.metric is None else f"{last.layer} metric {last.metric:.4f}"
+                progress("pruning", finished, total, status)
+
+            removals, original = _PRUNERS[config.scope](analysis, groups, config, importance, scorer=scorer,
+                                                        done=done, on_iteration=on_iteration)
+            progress("pruning", finished, finished)
+            if scorer is not None:
+                scorer.close()
+            scoring = time.perf_counter() - analysed
+            by_id = {g.id: g for g in groups}
+            removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
+            surgery = remove_and_verify(analysis, removed, config.verify)
+        except BaseException:
             if book is not None:
-                book.record([r.to_dict() for r in batch])
-            finished += len(batch)
-            last = batch[-1]
-            status = last.layer if last.metric is None else f"{last.layer} metric {last.metric:.4f}"
-            progress("pruning", finished, total, status)
-
-        removals, original = _PRUNERS[config.scope](analysis, groups, config, importance, scorer=scorer, done=done,
-                                                    on_iteration=on_iteration)
-        progress("pruning", finished, finished)
-        if scorer is not None:
-            scorer.close()
-        scoring = time.perf_counter() - analysed
-        by_id = {g.id: g for g in groups}
-        removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
-        surgery = remove_and_verify(analysis, removed, config.verify)
-    except BaseException:
-        if book is not None:
-            book.close()
-        raise
+                book.close()
+            raise
     before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(Plan(analysis, frozenset(removed)))
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
