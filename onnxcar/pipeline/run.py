@@ -152,7 +152,7 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
     workdir = stem.with_suffix(".work")
     workdir.mkdir(exist_ok=True)
     began = time.perf_counter()
-    output: StageOutput = stage.run(model, StageContext(recipe.data, recipe.runner, original, workdir, progress))
+    output: StageOutput = stage.run(model, StageContext(recipe.data, recipe.runner, original, workdir, progress, recipe.backend))
     record = StageRecord(stage.kind, stage.settings(), False, time.perf_counter() - began, output.report,
                          output.metrics)
     unchanged = output.model is model  # an evaluation: nothing new to keep

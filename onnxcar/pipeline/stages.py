@@ -20,6 +20,7 @@ from onnxcar.data import DataSpec
 from onnxcar.errors import OnnxcarError
 from onnxcar.progress import Progress
 from onnxcar.registry import Registry
+from onnxcar.importance.backends import BackendConfig
 from onnxcar.runners.config import RunnerConfig
 
 
@@ -33,6 +34,7 @@ class StageContext:
     original: onnx.ModelProto
     workdir: Path
     progress: Progress
+    backend: BackendConfig = BackendConfig()  # where candidate evaluation runs (results do not depend on it)
 
 
 @dataclass
