@@ -61,6 +61,7 @@ class Savings:
                 self._of_root[root].append(index)
         self._gone = set(int(c) for c in removed)
         self._cache: dict[int, np.ndarray] = {}
+        self._group_of = {int(c): g.id for g in analysis.groups for c in g.channels}
 
     def saved(self, group: Group) -> np.ndarray:
         """What removing each channel of ``group`` alone would save now (0 for channels already gone)."""
@@ -80,10 +81,8 @@ class Savings:
         self.total -= saved
         names = {self._weight_of[index] for index in self._of_root.get(channel, ())}
         edits = [i for name in names for ids in self._weights[name][1].values() for i in ids]
-        touched = {int(r) for index in edits for r in self._edits[index][0]}  # every channel of those weights
-        for group in self.analysis.groups:
-            if group.id in self._cache and touched.intersection(group.channels.tolist()):
-                del self._cache[group.id]
+        for group_id in {self._group_of.get(int(r)) for index in edits for r in self._edits[index][0]}:
+            self._cache.pop(group_id, None)  # every group with a channel on those weights
         return saved
 
     def _saved(self, channels: np.ndarray) -> np.ndarray:
