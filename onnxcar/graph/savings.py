@@ -26,7 +26,6 @@ class Savings:
 
         if measure not in MEASURES:
             raise ValueError(f"measure must be params or macs, got {measure!r}")
-        self.analysis = analysis
         self.total = getattr(plan_cost(Plan(analysis, frozenset(removed))), measure)
         graph = analysis.graph
         tensors = graph.tensors()

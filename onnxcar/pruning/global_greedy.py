@@ -22,6 +22,7 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.feasibility import Survivors
+from onnxcar.graph.cost import plan_cost
 from onnxcar.graph.savings import Savings
 from onnxcar.importance.base import Importance
 from onnxcar.importance.data import DataScorer
@@ -29,6 +30,7 @@ from onnxcar.importance.search import per_unit
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import Budget, Removal, _budget, _keys, _order
 from onnxcar.pruning.targets import CostBudget
+from onnxcar.surgery.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class _Goal:
         target = config.target
         self.savings = Savings(analysis, target.measure, removed) if isinstance(target, CostBudget) else None
         if self.savings is not None:
-            self.original = Savings(analysis, target.measure).total
+            self.original = getattr(plan_cost(Plan(analysis, frozenset())), target.measure)
             self.limit = target.limit(self.original)
         else:
             self.wanted = target.removals(sum(g.size for g in groups))
