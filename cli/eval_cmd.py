@@ -3,7 +3,7 @@
 import click
 
 import onnxcar
-from onnxcar.cli.options import data_options, runner_options, task_option
+from onnxcar.cli.options import data_options, input_shape_option, runner_options, task_option
 from onnxcar.cli.output import bars, emit_json, summary
 
 
@@ -12,11 +12,13 @@ from onnxcar.cli.output import bars, emit_json, summary
 @data_options(required=True)
 @runner_options
 @task_option
+@input_shape_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"top1", "top5", "n"} (or "mse") as JSON.')
-def eval_command(model, data_spec, runner, task, as_json):
-    """Top-1/top-5 accuracy (or MSE) of MODEL on --data."""
+def eval_command(model, data_spec, runner, task, input_shapes, as_json):
+    """Top-1/top-5 accuracy (or MSE) of MODEL on --data (whose items must have the --input-shape, if given)."""
     with bars(as_json) as progress:
-        result = onnxcar.evaluate(model, data_spec, task=task, runner=runner, progress=progress)
+        result = onnxcar.evaluate(model, data_spec, task=task, runner=runner, input_shapes=input_shapes,
+                                  progress=progress)
     if as_json:
         emit_json(result.to_dict())
     elif task == "regression":

@@ -6,7 +6,7 @@ import click
 
 import onnxcar
 from onnxcar.bridge import require_torch
-from onnxcar.cli.options import data_options, output_options, task_option
+from onnxcar.cli.options import data_options, input_shape_option, output_options, task_option
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.errors import OnnxcarError
 from onnxcar.artifacts import output_paths
@@ -35,10 +35,11 @@ from onnxcar.io import check_output_path
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue a killed run from its checkpoint (OUTPUT.ckpt).")
 @task_option
+@input_shape_option
 @output_options
 def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimizer, schedule, weight_decay,
                      momentum, no_augment, keep_sparsity, teacher, distill_weight, temperature, device, resume, task,
-                     output, force, as_json):
+                     input_shapes, output, force, as_json):
     """Fine-tune MODEL on --data and write the weights of its best epoch on --val to -o.
 
     The output is MODEL's graph with only its weights changed. --seed seeds training as
@@ -63,7 +64,7 @@ def finetune_command(model, data_spec, val_path, epochs, lr, batch_size, optimiz
     val_spec = dataclasses.replace(data_spec, path=val_path, limit=None, split=None)
     with bars(as_json) as progress:
         result = onnxcar.finetune(model, data_spec, val_spec, config, teacher=teacher, checkpoint=checkpoint,
-                                  resume=resume, progress=progress)
+                                  resume=resume, input_shapes=input_shapes, progress=progress)
     result.save(output, force=force)
     report = {**result.report, "output": str(output)}
     if as_json:

@@ -5,6 +5,7 @@ from rich.console import Console
 from rich.table import Table
 
 import onnxcar
+from onnxcar.cli.options import input_shape_option
 from onnxcar.cli.output import emit_json
 
 
@@ -12,13 +13,21 @@ from onnxcar.cli.output import emit_json
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema in the README).")
 @click.option("--all", "show_all", is_flag=True, help="Also list groups that cannot be pruned.")
-def inspect_command(model: str, as_json: bool, show_all: bool) -> None:
+@input_shape_option
+def inspect_command(model: str, as_json: bool, show_all: bool, input_shapes) -> None:
     """List the channel groups of MODEL: what can be pruned, and at what share of the cost."""
-    inspection = onnxcar.inspect(model)
+    inspection = onnxcar.inspect(model, input_shapes=input_shapes)
     if as_json:
         emit_json(inspection.to_dict())
         return
-    table = Table(title=f"{model}: {inspection.params:,} parameters, {inspection.macs:,} MACs per sample")
+    shapes = inspection.input_shapes
+    if inspection.macs is None:
+        unsized = ", ".join(name for name, shape in shapes.items() if shape is None) or "an intermediate tensor"
+        macs = f"MACs unknown (no size for {unsized}: see --input-shape)"
+    else:
+        macs = f"{inspection.macs:,} MACs per sample at " + ", ".join(
+            f"{name} {'x'.join(map(str, shape))}" for name, shape in shapes.items())
+    table = Table(title=f"{model}: {inspection.params:,} parameters, {macs}")
     for column in ("id", "layers", "channels", "params", "MACs", "prunable"):
         table.add_column(column, justify="right" if column in ("id", "channels", "params", "MACs") else "left")
     for group in inspection.groups:
@@ -28,7 +37,7 @@ def inspect_command(model: str, as_json: bool, show_all: bool) -> None:
                 ", ".join(group["layers"]),
                 str(group["channels"]),
                 f"{group['params_share']:.1%}",
-                f"{group['macs_share']:.1%}",
+                "unknown" if group["macs_share"] is None else f"{group['macs_share']:.1%}",
                 "yes" if group["prunable"] else f"no: {group['reason']}",
             )
     console = Console()

@@ -52,7 +52,11 @@ def _one_line(err: Exception) -> str:
 
 def _flags(arguments: tuple[str, ...]) -> str:
     """The options behind the library arguments an error names, e.g. `` (see --max-drop, --data)``."""
-    return f" (see {', '.join('--' + a.replace('_', '-') for a in arguments)})" if arguments else ""
+    flags = [_FLAGS.get(a, "--" + a.replace("_", "-")) for a in arguments]
+    return f" (see {', '.join(flags)})" if arguments else ""
+
+
+_FLAGS = {"input_shapes": "--input-shape"}  # arguments whose option is not their name with dashes
 
 
 def _configure_logging(settings: dict) -> None:

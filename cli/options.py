@@ -11,7 +11,7 @@ from onnxcar.data.spec import PRESETS, DataSpec
 from onnxcar.errors import OnnxcarError
 
 
-def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+def comma_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
@@ -41,8 +41,8 @@ _DATA_OPTIONS = [
     ),
     click.option("--resize", type=click.IntRange(min=1), help="Resize the shorter image side to this (bilinear)."),
     click.option("--crop", type=click.IntRange(min=1), help="Centre-crop to this square size."),
-    click.option("--mean", callback=_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
-    click.option("--std", callback=_floats, help="Per-channel std after scaling to [0, 1]."),
+    click.option("--mean", callback=comma_floats, help="Per-channel mean after scaling to [0, 1], e.g. 0.5,0.5,0.5."),
+    click.option("--std", callback=comma_floats, help="Per-channel std after scaling to [0, 1]."),
     click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), help="Model input layout."),
     click.option("--input-name", help="Model input the images feed (default: the only one)."),
     click.option("--limit", type=click.IntRange(min=1), help="Keep N items (seeded, class-stratified)."),
@@ -186,6 +186,28 @@ def tie_break_option(command):
         help="Order of filters of equal CAR: least growth of the cross-entropy (loss), least fall of the mean "
              "top-1 margin (margin), or lowest index (index, the fastest).",
     )(command)
+
+
+def _input_shapes(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
+    """``NAME:1x3x48x192`` options as ``{"NAME": (1, 3, 48, 192)}``; None when none is given."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x"))
+        except ValueError:
+            shape = ()
+        if not name or not shape or min(shape) < 1 or name in shapes:
+            raise click.BadParameter(f"expected NAME:1x3x48x192, once per model input, got {value!r}")
+        shapes[name] = shape
+    return shapes or None
+
+
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, callback=_input_shapes, metavar="NAME:1x3xHxW",
+    help="The shape of a model input whose height and width (or other dims) are symbolic, for counting MACs and "
+         "making test inputs; repeat per input. Default: the data's shape.",
+)
 
 
 def task_option(command):

@@ -6,7 +6,8 @@ import click
 
 import onnxcar
 from onnxcar.cli.options import (
-    backend_options, criterion_option, data_options, layers_option, output_options, runner_options, task_option,
+    backend_options, criterion_option, data_options, input_shape_option, layers_option, output_options,
+    runner_options, task_option,
     tie_break_option,
 )
 from onnxcar.cli.output import bars, emit_json, summary
@@ -36,9 +37,11 @@ from onnxcar.pruning.targets import target_from
 @runner_options
 @backend_options
 @task_option
+@input_shape_option
 @output_options
-def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_params, global_scope, layers, per_iter, random_seed, tie_break, no_verify, resume,
-                  report_path, data_spec, runner, backend, task, output, force, as_json):
+def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_params, global_scope, layers, per_iter,
+                  random_seed, tie_break, no_verify, resume, report_path, data_spec, runner, backend, task, input_shapes,
+                  output, force, as_json):
     """Remove filters from MODEL and write the physically smaller model to -o.
 
     Layers are pruned one at a time; within a layer, each iteration rescores the remaining
@@ -54,9 +57,10 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
     output, report_path = output_paths(output, report_path, force=overwrite, source=model)
     with bars(as_json) as progress:
         result = onnxcar.prune(
-            model, target=target, criterion=criterion, layers=layers, data=data_spec, per_iter=per_iter,
-            seed=random_seed, verify=not no_verify, tie_break=tie_break, scope="global" if global_scope else "layer",
-            task="regression" if criterion == "rar" else task, runner=runner, backend=backend,
+            model, target=target, criterion=criterion, layers=layers, data=data_spec, input_shapes=input_shapes,
+            per_iter=per_iter, seed=random_seed, verify=not no_verify, tie_break=tie_break,
+            scope="global" if global_scope else "layer", task="regression" if criterion == "rar" else task,
+            runner=runner, backend=backend,
             journal=journal, resume=resume, force=force, progress=progress,
         )
     result.save(output, report=report_path, force=overwrite)
@@ -68,8 +72,9 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
         f"; pruning-set {'accuracy' if result.settings['task'] == 'classification' else 'MSE'} "
         f"{result.original_metric:.4g} -> {result.final_metric:.4g}"
     )
+    macs = "MACs unknown (see --input-shape)" if before.macs is None else (
+        f"MACs {before.macs:,} -> {after.macs:,} ({after.macs / max(before.macs, 1):.1%})")
     summary(
         f"removed {len(result.removals)} filters: params {before.params:,} -> {after.params:,} "
-        f"({after.params / before.params:.1%}), MACs {before.macs:,} -> {after.macs:,} "
-        f"({after.macs / max(before.macs, 1):.1%}){metric}; wrote {output} and {report_path}"
+        f"({after.params / before.params:.1%}), {macs}{metric}; wrote {output} and {report_path}"
     )

@@ -20,6 +20,7 @@ import onnx
 
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
+from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes
 from onnxcar.importance import CRITERIA, make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch, open_scorer
@@ -44,30 +45,39 @@ def _model(model: ModelLike) -> tuple[onnx.ModelProto, str | None]:
 
 @dataclass(frozen=True)
 class Inspection:
-    """The channel groups of a model, with each group's share of parameters and MACs."""
+    """The channel groups of a model, with each group's share of parameters and MACs.
+
+    ``macs`` (and each group's ``macs_share``) is None while an input's size is unknown;
+    ``input_shapes`` holds the shape each input was counted at (None where unknown).
+    """
 
     model: str | None
     params: int
-    macs: int
+    macs: int | None
     groups: list[dict]
+    input_shapes: dict[str, list[int] | None] = dataclasses.field(default_factory=dict)
 
     @property
     def prunable(self) -> list[dict]:
         return [g for g in self.groups if g["prunable"]]
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "params": self.params, "macs": self.macs, "groups": self.groups}
+        return {"model": self.model, "params": self.params, "macs": self.macs, "input_shapes": self.input_shapes,
+                "groups": self.groups}
 
 
-def inspect(model: ModelLike) -> Inspection:
+def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Inspection:
     """Lists the channel groups of ``model``: what can be pruned, and at what share of the cost.
+
+    MACs are counted at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``), which a model whose
+    height and width are symbolic needs; without them, its MACs are None (unknown).
 
     >>> [g["layers"] for g in onnxcar.inspect("m.onnx").prunable]
     [['conv1'], ['conv2']]
     """
     proto, source = _model(model)
-    report = inspect_report(analyze(proto))
-    return Inspection(source, report["params"], report["macs"], report["groups"])
+    report = inspect_report(analyze(proto), input_shapes)
+    return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"])
 
 
 @dataclass(frozen=True)
@@ -86,21 +96,24 @@ class Evaluation:
         return {"top1": self.top1, "top5": self.top5, "n": self.n}
 
 
-def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig) -> Batch:
-    """The data, read and checked against the model (labelled by the model itself when it has no labels)."""
-    return make_batch(model, load_dataset(data), task, runner)
+def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig,
+          input_shapes: InputShapes | None) -> Batch:
+    """The data, read and checked against the model and ``input_shapes`` (labelled by the model
+    itself when it has no labels)."""
+    resolve_input_shapes(model, input_shapes)  # their names and static dims, before the data is read
+    return make_batch(model, load_dataset(data), task, runner, input_shapes)
 
 
 def evaluate(model: ModelLike, data: DataSpec, *, task: str = "classification", runner: RunnerConfig = RunnerConfig(),
-             progress: Progress = silent) -> Evaluation:
-    """Measures ``model`` on ``data``.
+             input_shapes: InputShapes | None = None, progress: Progress = silent) -> Evaluation:
+    """Measures ``model`` on ``data`` (whose items must have the ``input_shapes``, when given).
 
     >>> onnxcar.evaluate("m.onnx", onnxcar.Data("test.npz", preprocess="cifar10")).top1
     0.8189
     """
     proto, _ = _model(model)
     kind = Task(task)
-    result = evaluate_batch(proto, _bind(proto, data, kind, runner), kind, runner, progress)
+    result = evaluate_batch(proto, _bind(proto, data, kind, runner, input_shapes), kind, runner, progress)
     return Evaluation(task=kind.kind, **result)
 
 
@@ -132,21 +145,23 @@ class Scores:
 
 def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classification", seed: int = 0,
           tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), backend: BackendConfig = BackendConfig(),
-          progress: Progress = silent) -> Scores:
+          input_shapes: InputShapes | None = None, progress: Progress = silent) -> Scores:
     """Scores each filter of ``layer`` by every registered criterion that fits the task; for
     classification, ``tie`` holds the growth of the ``tie_break`` key that orders filters of equal CAR.
-    ``backend`` evaluates the candidates (``BackendConfig("ray", address)`` on a Ray cluster).
+    The data's items must have the ``input_shapes``, when given. ``backend`` evaluates the candidates
+    (``BackendConfig("ray", address)`` on a Ray cluster).
 
     >>> scores = onnxcar.score("m.onnx", data, "conv1")
     >>> scores.by_criterion["car"].argmin()      # the filter CAR would remove first
     """
     proto, _ = _model(model)
     kind = Task(task)
+    resolve_input_shapes(proto, input_shapes)  # their names and static dims, before the data is read
     analysis = analyze(proto)
     group = analysis.group(layer)
     names = [c.name for c in CRITERIA if c.task in (None, kind.kind)]
     columns, tie = {}, None
-    with open_scorer(proto, data, kind, runner, backend, progress=progress) as scorer:
+    with open_scorer(proto, data, kind, runner, backend, input_shapes=input_shapes, progress=progress) as scorer:
         for name in names:
             keys = np.asarray(make_importance(name, scorer, seed, tie_break)(analysis, group, frozenset()), np.float64)
             columns[name] = keys if keys.ndim == 1 else keys[:, 0]
@@ -164,6 +179,7 @@ def prune(
     criterion: str = "l1",
     layers: tuple[str, ...] | list[str] = (),
     data: DataSpec | None = None,
+    input_shapes: InputShapes | None = None,
     per_iter: int = 1,
     seed: int = 0,
     verify: bool = True,
@@ -189,7 +205,10 @@ def prune(
     top-1 margin least, ``index`` the lowest index. Data-driven criteria (car, rar, mean-act, apoz)
     need ``data``; ``backend`` evaluates their candidates (``BackendConfig("ray", address)`` on a Ray
     cluster, with the same picks). The removed model is checked against the masked original unless ``verify``
-    is False. With ``journal``, each iteration is appended to that file as it completes, and
+    is False: on seeded random inputs at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``; by default
+    the data's shape, else the declared one), and on real items of ``data``. A model whose height
+    and width are symbolic needs ``data`` or ``input_shapes`` for that check, and for its MACs
+    (None without them). With ``journal``, each iteration is appended to that file as it completes, and
     ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
     afresh over it); ``result.save`` deletes it.
 
@@ -200,19 +219,21 @@ def prune(
     """
     proto, source = _model(model)
     config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope)
-    return prune_model(proto, config, data=data, task=task, runner=runner, backend=backend,
+    return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner, backend=backend,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)
 
 
 def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, teacher: ModelLike | None = None,
-             checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: Progress = silent):
+             checkpoint: str | os.PathLike | None = None, resume: bool = False,
+             input_shapes: InputShapes | None = None, progress: Progress = silent):
     """Fine-tunes ``model`` through the torch bridge (needs torch) and returns a
     :class:`~onnxcar.bridge.finetune.FinetuneResult` holding the weights of the best epoch on ``val``.
 
     ``config`` is a :class:`~onnxcar.bridge.finetune_config.FinetuneConfig` (default settings
     when None). ``checkpoint`` is saved after every epoch; ``resume`` continues from it, and
-    ``result.save`` deletes it.
+    ``result.save`` deletes it. The items of ``data`` and ``val`` must have the ``input_shapes``,
+    when given; a model whose height and width are symbolic trains at the data's size.
 
     >>> result = onnxcar.finetune("pruned.onnx", train, val, onnxcar.FinetuneConfig(epochs=3))
     >>> result.after, result.save("tuned.onnx")
@@ -225,6 +246,10 @@ def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, te
     proto, source = _model(model)
     teacher_model, teacher_source = (None, None) if teacher is None else _model(teacher)
     config = config or FinetuneConfig()
+    resolve_input_shapes(proto, input_shapes)  # their names and static dims, before the data is read
+    train_set, val_set = load_dataset(data), load_dataset(val)
+    for dataset in (train_set, val_set):
+        check_data_shapes(input_shapes, {name: dataset.images.shape for name in declared_shapes(proto)})
     steps_of: dict[int, int] = {}
 
     def on_batch(epoch: int, step: int, steps: int) -> None:
@@ -237,9 +262,10 @@ def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, te
             progress(f"epoch {epoch}/{config.epochs}", steps_of[epoch], steps_of[epoch],
                      f"loss {record['train_loss']:.4f}  val {record['val']:.4f}")
 
-    result = run_finetune(proto, load_dataset(data), load_dataset(val), config, teacher=teacher_model,
+    result = run_finetune(proto, train_set, val_set, config, teacher=teacher_model,
                           checkpoint=None if checkpoint is None else pathlib.Path(checkpoint), resume=resume,
                           on_batch=on_batch, on_epoch=on_epoch)
     settings = {"config": config.to_dict(), "data": data.to_dict(), "val_data": val.to_dict(),
-                "teacher": teacher_source}
+                "teacher": teacher_source,
+                "input_shapes": None if input_shapes is None else {n: list(v) for n, v in input_shapes.items()}}
     return dataclasses.replace(result, settings=settings, source=source)

@@ -5,16 +5,23 @@ import pathlib
 
 from onnxcar.graph.analysis import Analysis
 from onnxcar.graph.cost import plan_cost
+from onnxcar.graph.shapes import InputShapes, declared_shapes, resolve_input_shapes, tensor_shapes
 from onnxcar.io import atomic_write
 from onnxcar.surgery.plan import Plan
 
 
-def inspect_report(analysis: Analysis) -> dict:
-    """Every channel group with its members and its share of parameters and MACs (stable schema)."""
-    total = plan_cost(Plan(analysis, frozenset()))
+def inspect_report(analysis: Analysis, input_shapes: InputShapes | None = None) -> dict:
+    """Every channel group with its members and its share of parameters and MACs (stable schema).
+
+    MACs are counted at ``input_shapes`` (by default the declared ones); they and their shares
+    are None while an input's size is unknown.
+    """
+    shapes = resolve_input_shapes(analysis.model, input_shapes)
+    sizes = tensor_shapes(analysis.model, shapes)
+    total = plan_cost(Plan(analysis, frozenset()), sizes)
     groups = []
     for group in analysis.groups:
-        without = plan_cost(Plan(analysis, frozenset(group.channels.tolist())))
+        without = plan_cost(Plan(analysis, frozenset(group.channels.tolist())), sizes)
         groups.append(
             {
                 "id": group.id,
@@ -23,11 +30,12 @@ def inspect_report(analysis: Analysis) -> dict:
                 "prunable": group.prunable,
                 "reason": "; ".join(group.reasons) or None,
                 "params_share": _share(total.params - without.params, total.params),
-                "macs_share": _share(total.macs - without.macs, total.macs),
+                "macs_share": None if total.macs is None else _share(total.macs - without.macs, total.macs),
                 "members": [{"node": m.node, "op_type": m.op_type, "role": m.role.value} for m in group.members],
             }
         )
-    return {"params": total.params, "macs": total.macs, "groups": groups}
+    known = {name: list(shapes[name]) if name in shapes else None for name in declared_shapes(analysis.model)}
+    return {"params": total.params, "macs": total.macs, "input_shapes": known, "groups": groups}
 
 
 def _share(part: int, whole: int) -> float:

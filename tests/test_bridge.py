@@ -14,7 +14,9 @@ torch = pytest.importorskip("torch")
 
 from onnxcar.bridge import OnnxModule, write_back  # noqa: E402
 from onnxcar.errors import OnnxcarError  # noqa: E402
-from tests.zoo import classic, exported, handbuilt  # noqa: E402
+from onnxcar.graph import analyze  # noqa: E402
+from onnxcar.surgery import make_plan, remove_channels  # noqa: E402
+from tests.zoo import classic, dynamic, exported, handbuilt  # noqa: E402
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 BIG = 2**63 - 1
@@ -311,6 +313,20 @@ def test_zoo_handbuilt_matches_onnxruntime(name):
         assert_matches_ort(model, graph_feeds(model, batch), module)
 
 
+def test_pruned_lrn_matches_onnxruntime_and_keeps_its_window_fixed():
+    """Removing channels around an LRN writes it as a channel-window Conv and scalar ops (surgery.lrn)."""
+    analysis = analyze(handbuilt.CASES["lrn"]())
+    model = remove_channels(make_plan(analysis, analysis.group("conv_a").channel_ids([0, 3, 6])))
+    assert "LRN" not in {n.op_type for n in model.graph.node}
+    module = OnnxModule(model).eval()
+    for batch in (1, 3):
+        assert_matches_ort(model, graph_feeds(model, batch), module)
+    fixed = {"lrn/window", "lrn/alpha_over_size", "lrn/bias", "lrn/beta"}
+    trained = {module.onnx_names[name] for name, _ in module.named_parameters()}
+    assert not fixed & trained and {"conv_a.weight", "conv_b.weight"} <= trained
+    assert fixed <= set(module.initializers())
+
+
 @pytest.mark.parametrize("fold_bn", [False, True], ids=["bn", "folded"])
 @pytest.mark.parametrize("name", exported.NAMES)
 def test_zoo_torchscript_export_matches_onnxruntime_and_torch(name, fold_bn):
@@ -322,6 +338,22 @@ def test_zoo_torchscript_export_matches_onnxruntime_and_torch(name, fold_bn):
         with torch.no_grad():
             source = exported.build_torch(name)(torch.from_numpy(feeds["input"]))
         np.testing.assert_allclose(bridge_run(module, feeds)[0], source.numpy(), rtol=RTOL, atol=ATOL)
+
+
+DYNAMIC_SIZE = {  # models whose height and width are symbolic, with their input name
+    "paddle": (dynamic.paddle_like, "x"),
+    "torch": (lambda: exported.export("mobilenet_se", fold_bn=False, dynamic_hw=True), "input"),
+}
+
+
+@pytest.mark.parametrize("name", DYNAMIC_SIZE)
+def test_models_of_symbolic_size_match_onnxruntime_at_two_sizes(name):
+    build, input_name = DYNAMIC_SIZE[name]
+    model = build()
+    module = OnnxModule(model).eval()
+    rng = np.random.default_rng(0)
+    for shape in [(2, 3, 24, 64), (1, 3, 37, 30)]:
+        assert_matches_ort(model, {input_name: rng.standard_normal(shape).astype(np.float32)}, module)
 
 
 @pytest.mark.slow

@@ -483,15 +483,16 @@ def test_unwritable_output(ws, tmp_path, where, fragment):
 GROUP_KEYS = {"id", "channels", "prunable", "reason", "layers", "params_share", "macs_share", "members"}
 ROLES = {"producer", "through", "consumer"}
 INSPECT_CASES = ["flatten_gemm", "conv_bn_relu", "concat_channels", "residual_add_fanout", "se_gate",
-                 "split_channels", "depthwise_conv", "softmax_channels", "conv_to_output", "lrn"]
+                 "split_channels", "depthwise_conv", "softmax_channels", "conv_to_output", "lrn", "maxout"]
 
 
-BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output", "lrn": "LRN"}
+BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output", "maxout": "split over axes"}
 
 
 def check_inspect_schema(report: dict, model: onnx.ModelProto, path) -> None:
-    assert set(report) == {"params", "macs", "groups", "model"}
+    assert set(report) == {"params", "macs", "groups", "model", "input_shapes"}
     assert report["model"] == str(path)
+    assert set(report["input_shapes"]) == {i.name for i in model.graph.input}
     assert isinstance(report["params"], int) and report["params"] > 0
     assert isinstance(report["macs"], int) and report["macs"] > 0
     nodes = {n.name: n.op_type for n in model.graph.node}

@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
 
+import onnxcar  # noqa: E402
 from onnxcar.bridge.finetune import FinetuneConfig, augment, finetune  # noqa: E402
 from onnxcar.cli.main import main  # noqa: E402
 from onnxcar.data import DataSpec, load_dataset  # noqa: E402
@@ -27,11 +28,11 @@ from tests.zoo import handbuilt  # noqa: E402
 CLASSES = 4  # of the model's 10 outputs; class c brightens input channel c
 
 
-def toy_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def toy_data(n: int, seed: int, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """A learnable task, invariant to crops and flips: the label is the brightened channel."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, CLASSES, n)
-    images = rng.standard_normal((n, 4, 8, 8)).astype(np.float32)
+    images = rng.standard_normal((n, 4, size, size)).astype(np.float32)
     images[np.arange(n), labels] += 2.0
     return images, labels
 
@@ -304,3 +305,22 @@ def test_force_never_deletes_the_input_external_data_as_a_stale_checkpoint(toy, 
                     "-o", tmp_path / "out.onnx", "--epochs", 1, "--force")
     assert_one_line_error(result, "out.onnx.ckpt: it is external data of the input model")
     assert (tmp_path / "out.onnx.ckpt").read_bytes() == weights
+
+
+def test_a_model_of_symbolic_size_trains_on_data_of_another_size(tmp_path):
+    model = handbuilt.CASES["conv_bn_relu"]()  # declared [batch, 4, 8, 8]
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], ("height", "width")):
+        dim.dim_param = name
+    for part, n, seed in (("train", 64, 0), ("val", 32, 1)):
+        images, labels = toy_data(n, seed, size=12)
+        np.savez(tmp_path / f"{part}.npz", images=images, labels=labels)
+    train, val = (onnxcar.Data(str(tmp_path / f"{part}.npz"), preprocess="none") for part in ("train", "val"))
+    result = onnxcar.finetune(model, train, val, FinetuneConfig(epochs=2, lr=0.1, batch_size=16),
+                              input_shapes={"input": (1, 4, 12, 12)})
+    assert [record["epoch"] for record in result.history] == [0, 1, 2]
+    images, labels = np.load(tmp_path / "val.npz")["images"], np.load(tmp_path / "val.npz")["labels"]
+    assert np.mean(top1(result.model, images) == labels) == pytest.approx(result.after)  # the weights written back
+    assert top1(result.model, images[:, :, :8, :8]).shape == (32,)  # and still any size
+    static = handbuilt.CASES["conv_bn_relu"]()  # the same model at its declared size refuses the data
+    with pytest.raises(OnnxcarError, match=r"images are shaped \(64, 4, 12, 12\) but the model input takes"):
+        onnxcar.finetune(static, train, val, FinetuneConfig(epochs=1))

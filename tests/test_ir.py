@@ -60,6 +60,8 @@ def test_fold_bound_is_a_floor_or_a_multiple_of_the_weights(monkeypatch, shape, 
             ir.import_graph(model)
 
 
-def test_a_constant_of_unknown_size_is_not_folded():
-    graph = ir.import_graph(filled([1000, 1000, 1000], hide_shape=True))  # would be 4 GB
-    assert [n.op for n in graph.nodes] == ["ConstantOfShape", "ReduceSum", "Add"]  # Abs folded, the rest left
+def test_a_size_hidden_from_inference_is_bounded_once_folding_reveals_it():
+    """Abs hides the shape from the first inference; the first pass folds it, the next pass sees
+    the 4 GB ConstantOfShape and refuses it before computing it."""
+    with pytest.raises(OnnxcarError, match=r"folding would create 4000000004 bytes"):
+        ir.import_graph(filled([1000, 1000, 1000], hide_shape=True))

@@ -172,6 +172,9 @@ BAD_RECIPES = [
     ("output-is-input", lambda t: t + '\n[outputs]\nmodel = "recipe.toml"\n', "also an input"),
     ("output-not-a-name", lambda t: t + '\n[outputs]\nmodel = "../m.onnx"\n', "outputs.model must be a file name"),
     ("same-outputs", lambda t: t + '\n[outputs]\nmodel = "a.json"\nreport = "a.json"\n', "the same file"),
+    ("shape-not-sizes", lambda t: t + '\n[input_shapes]\ninput = [1, 3, 0, 32]\n',
+     "input_shapes.input must be a list of positive integers"),
+    ("shape-of-no-input", lambda t: t + '\n[input_shapes]\nx = [1, 3, 32, 32]\n', "names 'x', which is not a model input"),
 ]
 
 
@@ -213,3 +216,35 @@ def test_a_budget_stage_and_a_backend_table_are_read(tmp_path):
     bad = recipe(tmp_path, text=SMALL + '\n[backend]\nkind = "spark"\n')
     result = invoke("run", bad, "--output-dir", tmp_path / "out", "--dry-run")
     assert result.exit_code == 2 and "unknown backend 'spark'" in result.stderr, result.stderr
+DYNAMIC = """
+model = "{model}"
+{shapes}
+[[stages]]
+kind = "prune"
+layers = ["conv1"]
+count = 2
+
+[gates]
+max_macs = 1e9
+"""
+
+
+def test_a_model_of_symbolic_size_runs_at_the_recipe_input_shapes(tmp_path):
+    import onnx
+
+    import onnxcar
+    from tests.zoo.dynamic import paddle_like
+
+    onnx.save(paddle_like(), tmp_path / "paddle.onnx")
+    unsized = recipe(tmp_path, text=DYNAMIC.format(model=tmp_path / "paddle.onnx", shapes=""))
+    result = invoke("run", unsized, "--output-dir", tmp_path / "out", "--dry-run")
+    assert result.exit_code == 2 and "stages[0] (prune): checking the pruned model needs the size of the model " \
+        "input 'x' [?, 3, ?, ?]: give data, or its shape in input_shapes (x:1x3xHxW)" in result.stderr, result.stderr
+    shapes = "[input_shapes]\nx = [1, 3, 24, 64]\n"
+    sized = recipe(tmp_path, text=DYNAMIC.format(model=tmp_path / "paddle.onnx", shapes=shapes))
+    result = invoke("run", sized, "--output-dir", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    final = onnxcar.inspect(str(tmp_path / "out" / "model.onnx"), input_shapes={"x": (1, 3, 24, 64)})
+    assert report["metrics"]["macs"] == final.macs and report["gates"][0]["passed"]
+    assert final.macs < onnxcar.inspect(paddle_like(), input_shapes={"x": (1, 3, 24, 64)}).macs

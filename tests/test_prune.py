@@ -23,7 +23,7 @@ from onnx import numpy_helper
 from onnxcar.cli.main import main
 from onnxcar.graph import analyze
 from onnxcar.surgery import make_plan, remove_channels
-from tests.zoo import handbuilt
+from tests.zoo import detection, handbuilt
 from tests.zoo.handbuilt import GraphBuilder
 
 # ----------------------------------------------------------------------------- helpers
@@ -428,6 +428,54 @@ def test_rar_max_drop_bounds_mse_growth(tmp_path, regression):
     assert all(r["metric"] <= report["original_metric"] + 0.005 + 1e-12 for r in report["removed"])
 
 
+# ----------------------------------------------------------------------------- detection and segmentation
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    """The detector and segmenter of tests/zoo/detection.py, and unlabelled images for them."""
+    root = tmp_path_factory.mktemp("dense")
+    images = np.random.default_rng(8).standard_normal((16, *detection.INPUT_CHW), dtype=np.float32)
+    np.savez(root / "images.npz", images=images)
+    paths = {name: save(detection.export(name), root / f"{name}.onnx") for name in detection.NAMES}
+    return paths, root / "images.npz", images
+
+
+@pytest.mark.parametrize("name", detection.NAMES)
+def test_l1_prunes_every_backbone_and_neck_group_of_detection_models(tmp_path, dense, name):
+    paths, _, _ = dense
+    report = prune_json(paths[name], "-o", tmp_path / "pruned.onnx", "--criterion", "l1", "--ratio", "0.25")
+    groups = inspect_json(paths[name])["groups"]
+    assert {r["layer"] for r in report["removed"]} == {g["layers"][0] for g in groups if g["prunable"] and g["channels"] >= 4}
+    assert all(g["prunable"] or "detect" in g["layers"][0] or g["layers"] == ["head"] for g in groups)
+    assert report["verify_max_abs_error"] is not None and report["after"]["macs"] < report["before"]["macs"]
+
+
+def test_rar_without_targets_scores_the_error_against_the_original_outputs(tmp_path, dense):
+    paths, data, images = dense
+    model = onnx.load(paths["segmenter"])
+    reference = outputs(model, images).astype(np.float64)
+
+    def error(candidate) -> float:
+        diff = (outputs(candidate, images) - reference).reshape(len(images), -1)
+        return float(np.mean(np.mean(diff * diff, axis=1)))
+
+    layer = "enc1/enc1.0/conv"
+    report = prune_json(paths["segmenter"], "-o", tmp_path / "pruned.onnx", "--criterion", "rar", "--count", "2",
+                        "--layers", layer, "--data", data, "--no-labels")
+    assert report["task"] == "regression" and report["original_metric"] == 0.0
+    final = check_greedy_by_brute_force(model, layer, report["removed"], error, higher_is_better=False, tol=1e-6)
+    assert report["final_metric"] == pytest.approx(final, abs=1e-6) and final > 0
+
+
+def test_rar_without_targets_runs_on_the_detector(tmp_path, dense):
+    paths, data, _ = dense
+    report = prune_json(paths["detector"], "-o", tmp_path / "pruned.onnx", "--criterion", "rar", "--count", "2",
+                        "--layers", "p3/p3.0/conv", "--data", data, "--no-labels")
+    assert report["original_metric"] == 0.0 and len(report["removed"]) == 2
+    assert report["final_metric"] >= 0.0 and report["verify_max_abs_error"] is not None
+
+
 # ----------------------------------------------------------------------------- determinism (RELIABILITY 12)
 
 DETERMINISM = [
@@ -487,21 +535,28 @@ def journal_removals(path) -> int:
     return max(0, text.count("\n") - 1)
 
 
-@pytest.fixture(scope="module")
-def resumable(tmp_path_factory):
-    """A run long enough to kill (two layers of 16 filters, 1000 images), and its uninterrupted result."""
-    root = tmp_path_factory.mktemp("resume")
+def uninterrupted_run(root, images: int, seed: int, *options):
+    """CAR on two layers of 16 filters, half of each, run once to the end: its arguments (without
+    -o), model bytes and report."""
     model = two_conv_cnn()
     save(model, root / "model.onnx")
-    labelled_data(model, root / "data.npz", 1000, seed=1)
+    labelled_data(model, root / "data.npz", images, seed=seed)
     args = ["prune", root / "model.onnx", "--criterion", "car", "--ratio", "0.5", "--data", root / "data.npz",
-            "--threads", "1"]
+            "--threads", "1", *options]
     full = root / "full.onnx"
     report = json.loads(ok(invoke(*args, "-o", full, "--json")).stdout)
     assert len(report["removed"]) == 16
+    return args, full.read_bytes(), report
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """A run long enough to kill (1000 images), and its uninterrupted result."""
+    root = tmp_path_factory.mktemp("resume")
+    args, full, report = uninterrupted_run(root, 1000, 1)
     assert len({r["channel"] for r in report["removed"][:8]}) == 8
     assert [r["channel"] for r in report["removed"][:8]] != list(range(8)), "the ranking should not be trivial"
-    return root, args, full.read_bytes(), report
+    return root, args, full, report
 
 
 def kill_after(args, journal, removals: int, timeout: float = 60.0) -> subprocess.Popen:

@@ -12,22 +12,14 @@ import pytest
 import onnxcar
 from onnxcar.pruning.journal import Journal
 from tests.test_pipeline import SAMPLES
-from tests.test_prune import cli_command, invoke, kill_after, labelled_data, ok, save, two_conv_cnn
+from tests.test_prune import cli_command, invoke, kill_after, ok, save, two_conv_cnn, uninterrupted_run
 
 
 @pytest.fixture(scope="module")
 def run4(tmp_path_factory):
     """CAR with four filters per iteration (two layers of 16, 600 images), and its uninterrupted result."""
     root = tmp_path_factory.mktemp("run4")
-    model = two_conv_cnn()
-    save(model, root / "model.onnx")
-    labelled_data(model, root / "data.npz", 600, seed=2)
-    args = ["prune", root / "model.onnx", "--criterion", "car", "--ratio", "0.5", "--per-iter", "4",
-            "--data", root / "data.npz", "--threads", "1"]
-    full = root / "full.onnx"
-    report = json.loads(ok(invoke(*args, "-o", full, "--json")).stdout)
-    assert len(report["removed"]) == 16
-    return root, args, full.read_bytes(), report
+    return root, *uninterrupted_run(root, 600, 2, "--per-iter", "4")
 
 
 def journal_lines(path) -> list[dict]:

@@ -56,7 +56,7 @@ def test_handbuilt_checks_and_runs(name):
     model = handbuilt.ALL_CASES[name]()
     _check_contract(model)
     assert model.graph.output[0].name == "output"
-    expected_opset = 18 if name in {"split_equal", "reducemean_axes_input"} else 17
+    expected_opset = {"split_equal": 18, "reducemean_axes_input": 18, "slice_opset9": 9}.get(name, 17)
     assert {o.domain: o.version for o in model.opset_import}[""] == expected_opset
     if name in handbuilt.NOT_RUNNABLE:
         return
@@ -79,7 +79,7 @@ def test_handbuilt_structure(name):
 
 
 def test_handbuilt_blocked_and_flags():
-    assert set(handbuilt.BLOCKED_CASES) == {"lrn", "channel_shuffle", "softmax_channels",
+    assert set(handbuilt.BLOCKED_CASES) == {"maxout", "softmax_channels",
                                              "custom_domain_op", "conv_to_output"}
     assert handbuilt.NOT_RUNNABLE <= set(handbuilt.ALL_CASES)
     assert not set(handbuilt.CASES) & set(handbuilt.BLOCKED_CASES)
@@ -166,6 +166,48 @@ def test_resnet50_like():
     assert counts["BatchNormalization"] == 53 and counts["Conv"] == 53
     assert input_chw(model) == (3, 224, 224)
     _run_batches(model, n_out=1000, threads=2)
+
+
+# --------------------------------------------------------------------------- detection, quantized
+try:
+    from tests.zoo import detection, quantized
+except ImportError:
+    from zoo import detection, quantized
+
+
+@pytest.mark.parametrize("exporter", [
+    "torchscript", pytest.param("dynamo", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", detection.NAMES)
+def test_detection_exports_check_run_and_match_torch(name, exporter):
+    model = detection.export(name, exporter=exporter)
+    _check_contract(model)
+    assert input_chw(model) == detection.INPUT_CHW
+    counts = op_counts(model)
+    expected_ops = {"detector": {"Split", "Concat", "MaxPool", "Resize", "Softmax", "Sigmoid", "Reshape", "Transpose"},
+                    "segmenter": {"ConvTranspose", "Resize", "Concat", "MaxPool"}}[name]
+    assert expected_ops <= set(counts), counts
+    module = detection.build_torch(name)
+    for b in (1, 3):
+        x = random_input(model, b, seed=b)
+        (y,) = run_onnx(model, x)
+        with torch.no_grad():
+            np.testing.assert_allclose(y, module(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
+    shape = {"detector": (3, 4 + detection.CLASSES, 84), "segmenter": (3, detection.CLASSES, 64, 64)}[name]
+    assert y.shape == shape
+
+
+def test_quantized_sample_is_qdq_int8_per_channel():
+    model = quantized.quantized_sample()
+    onnx.checker.check_model(model, full_check=True)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    readers = {n.output[0]: n for n in model.graph.node}
+    for conv in (n for n in model.graph.node if n.op_type in ("Conv", "Gemm")):
+        dq = readers[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]].dtype == np.int8
+        assert inits[dq.input[1]].shape == (inits[dq.input[0]].shape[0],)  # one scale per output channel
+    assert op_counts(model)["QuantizeLinear"] >= 10
+    logits = run_onnx(model, random_input(model, 2))[0]
+    assert logits.shape == (2, 10) and np.isfinite(logits).all()
 
 
 # --------------------------------------------------------------------------- classic

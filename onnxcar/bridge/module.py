@@ -11,6 +11,7 @@ from onnx import AttributeProto, numpy_helper
 from onnxcar.bridge import ops_math, ops_nn, ops_resize, ops_tensor  # noqa: F401  (fill OPS)
 from onnxcar.bridge.registry import OPS, Handler, NodeCtx, to_torch
 from onnxcar.errors import OnnxcarError
+from onnxcar.graph.window import is_window
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -29,9 +30,10 @@ class _Step(NamedTuple):
 class OnnxModule(torch.nn.Module):
     """Runs ``model``'s graph with torch ops.
 
-    Float initializers become parameters, except BatchNormalization running mean/var,
-    which become buffers (both in ``state_dict``); other initializers and Constant
-    outputs are non-persistent buffers. ``onnx_names`` maps each attribute name to its
+    Float initializers become parameters, except BatchNormalization running mean/var and
+    the fixed channel window of a pruned LRN (see onnxcar.graph.window), which become
+    buffers (both in ``state_dict``); other initializers and Constant outputs are
+    non-persistent buffers. ``onnx_names`` maps each attribute name to its
     initializer name. ``forward`` takes the graph inputs that are not initializers, in
     order, and returns one tensor or a tuple for several graph outputs.
     """
@@ -51,9 +53,9 @@ class OnnxModule(torch.nn.Module):
         self.onnx_names: dict[str, str] = {}
         self._stored: dict[str, str] = {}  # ONNX value name -> attribute holding it
         self._steps: list[_Step] = []
-        bn_stats = {n.input[i] for n in graph.node if n.op_type == "BatchNormalization" for i in (3, 4)}
+        fixed = _fixed_initializers(graph)
         for init in graph.initializer:
-            self._add_initializer(init, init.name in bn_stats)
+            self._add_initializer(init, init.name in fixed)
         for node in _toposort(graph, set(self.input_names) | initializer_names):
             step = _Step(OPS[node.op_type], node.name, node.op_type, _attributes(node),
                          tuple(node.input), tuple(node.output))
@@ -85,9 +87,9 @@ class OnnxModule(torch.nn.Module):
     def _ctx(self, step: _Step) -> NodeCtx:
         return NodeCtx(step.name, step.op_type, self.opset, len(step.outputs), self.training)
 
-    def _add_initializer(self, init: onnx.TensorProto, is_bn_stat: bool) -> None:
+    def _add_initializer(self, init: onnx.TensorProto, fixed: bool) -> None:
         tensor = to_torch(numpy_helper.to_array(init), f"initializer {init.name!r}")
-        if tensor.is_floating_point() and not is_bn_stat:
+        if tensor.is_floating_point() and not fixed:
             tensor = torch.nn.Parameter(tensor)
         self.onnx_names[self._store(init.name, tensor, persistent=tensor.is_floating_point())] = init.name
 
@@ -110,6 +112,31 @@ class OnnxModule(torch.nn.Module):
         while hasattr(self, attr):
             attr, suffix = f"{base}_{suffix}", suffix + 1
         return attr
+
+
+def _fixed_initializers(graph: onnx.GraphProto) -> set[str]:
+    """Float initializers that training must not change: BatchNorm statistics, and the window and
+    constants of a pruned LRN (a channel-window Conv, then Mul, Add, Pow by scalars; see
+    onnxcar.surgery.lrn)."""
+    fixed = {n.input[i] for n in graph.node if n.op_type == "BatchNormalization" for i in (3, 4)}
+    values = {init.name: init for init in graph.initializer}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    for node in graph.node:
+        weight = values.get(node.input[1]) if node.op_type == "Conv" and len(node.input) == 2 else None
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if weight is None or group != 1 or not is_window(node.name, numpy_helper.to_array(weight)):
+            continue
+        fixed.add(weight.name)
+        for op_type in ("Mul", "Add", "Pow"):
+            following = readers.get(node.output[0], [])
+            if len(following) != 1 or following[0].op_type != op_type:
+                break
+            node = following[0]
+            fixed.update(name for name in node.input if name in values and not values[name].dims)
+    return fixed
 
 
 def _check_supported(graph: onnx.GraphProto) -> None:

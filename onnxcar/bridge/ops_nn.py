@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from onnxcar.bridge.registry import padded, register
+from onnxcar.bridge.registry import ints, padded, register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -118,17 +118,35 @@ def _crop_ceil(y, x, kernel, strides, dilations, begin, end):
 
 @register("MaxPool")
 def max_pool(ctx, inputs, attrs):
-    if ctx.num_outputs > 1:
-        raise ctx.error("the Indices output is not supported")
     x = inputs[0]
     kernel, strides, dilations, begin, end = _pool_setup(ctx, attrs, x)
     ceil_mode = bool(attrs.get("ceil_mode", 0))
     pool = _MAX_POOL[len(kernel)]
+    if ctx.num_outputs > 1:
+        if not _native_pads(kernel, dilations, begin, end) or attrs.get("storage_order", 0):
+            raise ctx.error("the Indices output needs pads torch can express and row-major storage order")
+        y, within = pool(x, kernel, strides, begin, dilations, ceil_mode=ceil_mode, return_indices=True)
+        planes = math.prod(x.shape[2:]) * torch.arange(x.shape[0] * x.shape[1], device=x.device)
+        return y, within + planes.reshape(*x.shape[:2], *[1] * len(kernel))  # ONNX counts over the whole tensor
     if _native_pads(kernel, dilations, begin, end):
         return pool(x, kernel, strides, begin, dilations, ceil_mode=ceil_mode)
     padded_x = F.pad(x, _torch_pad(begin, end), value=-math.inf)
     y = pool(padded_x, kernel, strides, 0, dilations, ceil_mode=ceil_mode)
     return _crop_ceil(y, x, kernel, strides, dilations, begin, end) if ceil_mode else y
+
+
+@register("MaxUnpool")
+def max_unpool(ctx, inputs, attrs):
+    x, indices, output_shape = padded(inputs, 3)
+    kernel = attrs["kernel_shape"]
+    strides = attrs.get("strides", [1] * len(kernel))
+    pads = attrs.get("pads", [0] * 2 * len(kernel))
+    if output_shape is not None:
+        size = ints(output_shape)[2:]
+    else:
+        size = [(n - 1) * s - b - e + k for n, s, b, e, k in zip(x.shape[2:], strides, pads, pads[len(kernel):], kernel)]
+    out = x.new_zeros(x.shape[0] * x.shape[1] * math.prod(size))
+    return out.scatter(0, indices.reshape(-1), x.reshape(-1)).reshape(*x.shape[:2], *size)
 
 
 @register("AveragePool")

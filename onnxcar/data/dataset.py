@@ -65,11 +65,17 @@ def as_labels(labels: np.ndarray, what: str) -> np.ndarray:
 
 def load_dataset(spec: DataSpec) -> Dataset:
     """Reads, selects (split, limit) and preprocesses the data ``spec`` names."""
+    pixels = load_pixels(spec)
+    images = pixels.images if spec.preprocess.passthrough else normalize(pixels.images, spec.preprocess)
+    return replace(pixels, images=images)
+
+
+def load_pixels(spec: DataSpec) -> Dataset:
+    """The data ``spec`` names before normalisation: NHWC uint8 pixels, resized and cropped
+    (the stored arrays untouched for preprocess ``none``)."""
     source = open_source(spec)
     if len(source) == 0:
         raise OnnxcarError(f"no images in {spec.path}")
     labels = None if source.labels is None else as_labels(source.labels, f"labels in {spec.path}")
     index = select_indices(len(source), labels, spec)
-    pixels = source.read(index, spec.preprocess)
-    images = pixels if spec.preprocess.passthrough else normalize(pixels, spec.preprocess)
-    return Dataset(images, None if labels is None else labels[index], source.classes, spec)
+    return Dataset(source.read(index, spec.preprocess), None if labels is None else labels[index], source.classes, spec)

@@ -121,3 +121,11 @@ class DataSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataSpec":
+        """The spec ``to_dict`` wrote (as a report records it)."""
+        try:
+            return cls(**{**data, "preprocess": Preprocess(**data.get("preprocess", {}))})
+        except TypeError as err:
+            raise OnnxcarError(f"not a data spec: {err}") from err

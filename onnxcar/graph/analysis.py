@@ -1,5 +1,6 @@
 """Finds the channel groups of a model: the channels that must be removed together."""
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -8,7 +9,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph.channels import Edit, Role, Slot, UnionFind
-from onnxcar.graph.context import NodeContext, Unhandled, static_dims
+from onnxcar.graph.context import NodeContext, Unhandled, channel_dim
 from onnxcar.graph.ir import import_graph
 from onnxcar.graph.registry import handler_for, load_handlers
 
@@ -93,8 +94,8 @@ class Analysis:
         return not any(np.isin(self.root[slot.atoms], gone).all() for slot in self.tracer.slots.values())
 
     def layer_name(self, node_name: str) -> str:
-        """The short name of the layer ``node_name`` (see :func:`layer_name`)."""
-        return layer_name(self._nodes[node_name])
+        """The short name of the layer ``node_name`` (see :func:`layer_name`), unique in the graph."""
+        return self._layer_names[node_name]
 
     def group(self, name: str) -> Group:
         """The group a layer name selects: a producer node name, or its short layer name."""
@@ -105,23 +106,43 @@ class Analysis:
         raise OnnxcarError(f"no layer named {name!r}; layers: {known}")
 
     def __post_init__(self) -> None:
-        self._nodes = {node.name: node for node in self.graph.nodes}
+        bases = {node.name: layer_name(node) for node in self.graph.nodes}
+        taken, seen = set(bases.values()), set()
+        self._layer_names: dict[str, str] = {}
+        for node in self.graph.nodes:  # in topological order: a later node of a name taken gets a free suffix
+            name = base = bases[node.name]
+            count = 2
+            while base in seen and name in taken:
+                name, count = f"{base}#{count}", count + 1
+            taken.add(name)
+            seen.add(base)
+            self._layer_names[node.name] = name
 
 
 def layer_name(node: gs.Node) -> str:
     """A short name for a layer: ``/features/conv1/Conv`` gives ``features/conv1``; an exporter's
-    generic node name (``node_Conv_12``) gives way to its weight's name (``features.0.weight``
-    gives ``features.0``)."""
+    generic node name (``node_Conv_12``, Paddle's ``Conv@0``, ``n0``) gives way to its weight's
+    name without the suffix (``features.0.weight`` gives ``features.0``, ``conv1_weights`` ``conv1``)."""
     parts = [p for p in node.name.split("/") if p]
     if len(parts) > 1:
         return "/".join(parts[:-1] if parts[-1].split("_")[0] in _OP_SUFFIXES else parts)
-    weight = node.inputs[1].name if len(node.inputs) > 1 else ""
-    if weight.endswith(".weight") and not weight.startswith("onnx::"):
-        return weight[: -len(".weight")]
+    weight = node.inputs[1].name if len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant) else ""
+    suffix = next((s for s in _WEIGHT_SUFFIXES if weight.endswith(s) and len(weight) > len(s)), None)
+    if suffix and not weight.startswith("onnx::") and _generic(node):
+        return weight[: -len(suffix)]
     return node.name
 
 
 _OP_SUFFIXES = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
+_WEIGHT_SUFFIXES = (".weight", "_weights", "_weight", ".w_0", "_w_0", "_W")
+"""Endings of weight names: torch, PaddleOCR, Paddle's static graph, Caffe2 (the onnx wheel's models)."""
+
+
+def _generic(node: gs.Node) -> bool:
+    """True for a node name that says only its op and a number: ``Conv@0`` (Paddle), ``p2o.Conv.0``,
+    ``node_Conv_12`` or ``node_conv2d_1`` (torch dynamo), ``n0``, ``Conv_12`` (a node that had no name)."""
+    op = re.escape(node.op)
+    return re.fullmatch(rf"(node_[A-Za-z0-9]+|(p2o\.)?{op}|n)?([_@.:]?[0-9]+)*", node.name) is not None
 
 
 def analyze(model: onnx.ModelProto) -> Analysis:
@@ -143,9 +164,9 @@ def analyze(model: onnx.ModelProto) -> Analysis:
 
 def _seed_inputs(graph: gs.Graph, tracer: Tracer) -> None:
     for tensor in graph.inputs:
-        dims = static_dims(tensor.shape)
-        if dims is not None and len(dims) >= 2 and dims[1] > 1:
-            atoms = tracer.opaque(dims[1], f"channels of the graph input {tensor.name!r}")
+        channels = channel_dim(tensor.shape)
+        if channels is not None and channels > 1:
+            atoms = tracer.opaque(channels, f"channels of the graph input {tensor.name!r}")
             tracer.slots[tensor.name] = Slot(1, atoms)
 
 
@@ -160,15 +181,15 @@ def _visit(node: gs.Node, tracer: Tracer, opset: int | None) -> None:
     except Unhandled as err:
         reason = f"{node.name} ({node.op}): {err}"
         for index in range(len(node.inputs)):
-            slot = ctx.slot(index)
+            slot = ctx.slot(index, split=True)
             if slot is not None:
                 tracer.block(slot.atoms, reason)
         for output in node.outputs:  # whatever the handler set before it gave up is void
             tracer.slots.pop(output.name, None)
         for index, output in enumerate(node.outputs):
-            dims = static_dims(output.shape)
-            if dims is not None and len(dims) >= 2 and dims[1] > 1 and node.op in ("Conv", "Gemm", "MatMul"):
-                tracer.slots[output.name] = Slot(1, tracer.opaque(dims[1], reason))
+            channels = channel_dim(output.shape)
+            if channels is not None and channels > 1 and node.op in ("Conv", "Gemm", "MatMul"):
+                tracer.slots[output.name] = Slot(1, tracer.opaque(channels, reason))
 
 
 def _collect_groups(tracer: Tracer, root: np.ndarray) -> list[Group]:

@@ -8,6 +8,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxcar.graph.channels import Edit, EditKind, Role, Slot
+from onnxcar.graph.constants import constant_value
 
 if TYPE_CHECKING:
     from onnxcar.graph.analysis import Tracer
@@ -25,17 +26,24 @@ class NodeContext:
         self.node = node
 
     # -- reading ----------------------------------------------------------------------------
-    def slot(self, index: int = 0) -> Slot | None:
+    def slot(self, index: int = 0, *, split: bool = False) -> Slot | None:
+        """The channel slot of input ``index``; a split slot only where the handler takes one."""
         if index >= len(self.node.inputs) or self.node.inputs[index].name == "":
             return None
-        return self.tracer.slots.get(self.node.inputs[index].name)
+        slot = self.tracer.slots.get(self.node.inputs[index].name)
+        if slot is not None and slot.split and not split:
+            raise Unhandled(
+                f"{self.node.op} reads channels split over axes {[a for a, _ in slot.split]} (as in a channel "
+                "shuffle, whose groups can only lose the same channels): only Reshape, Transpose and one-input "
+                "elementwise ops may read them until a Reshape merges them back"
+            )
+        return slot
 
     def const(self, index: int) -> np.ndarray | None:
-        """The value of input ``index`` when it is a constant, else None."""
+        """The value of input ``index`` when it is a constant (or dequantized from constants), else None."""
         if index >= len(self.node.inputs):
             return None
-        tensor = self.node.inputs[index]
-        return np.asarray(tensor.values) if isinstance(tensor, gs.Constant) else None
+        return constant_value(self.node.inputs[index])
 
     def has_input(self, index: int) -> bool:
         return index < len(self.node.inputs) and self.node.inputs[index].name != ""
@@ -93,8 +101,14 @@ def _shape(tensor: gs.Tensor) -> list | None:
 
 
 def static_dims(shape: list | None) -> list[int] | None:
-    """The shape with a symbolic leading batch dimension set to 1; None if any other dim is unknown."""
+    """The shape with a symbolic leading batch dimension (a name, None or Paddle's -1) set to 1;
+    None if any other dim is unknown."""
     if shape is None:
         return None
-    dims = [1 if i == 0 and not isinstance(d, int) else d for i, d in enumerate(shape)]
+    dims = [1 if i == 0 and not (isinstance(d, int) and d >= 0) else d for i, d in enumerate(shape)]
     return dims if all(isinstance(d, int) and d >= 0 for d in dims) else None
+
+
+def channel_dim(shape: list | None) -> int | None:
+    """The static size of axis 1 (the channels of an NCHW tensor), whatever the other dims; None if unknown."""
+    return shape[1] if shape is not None and len(shape) >= 2 and isinstance(shape[1], int) and shape[1] >= 0 else None

@@ -3,14 +3,16 @@
 import numpy as np
 
 from onnxcar.errors import OnnxcarError
-from onnxcar.graph.channels import EditKind, Role, Slot
+from onnxcar.graph.channels import EditKind, Role, Slot, UnionFind
 from onnxcar.graph.context import NodeContext, Unhandled
 from onnxcar.graph.registry import register
+from onnxcar.graph.window import is_window
 
 
 @register("Conv")
 def conv(ctx: NodeContext) -> None:
-    """Conv: reads input channels, produces filters; depthwise Conv passes channels through."""
+    """Conv: reads input channels, produces filters; depthwise Conv and a channel window (a pruned
+    LRN, see graph.window) pass channels through."""
     weight = ctx.weight(1)
     groups = int(ctx.attr("group", 1))
     source = ctx.slot(0)
@@ -22,51 +24,103 @@ def conv(ctx: NodeContext) -> None:
     out_channels, in_per_group = weight.shape[0], weight.shape[1]
     if source is not None and source.axis != 1:
         raise Unhandled("Conv input carries channels on an axis other than 1")
+    if source is not None and groups == 1 and not ctx.has_input(2) and is_window(ctx.node.name, weight):
+        ctx.member(Role.THROUGH, source.atoms)
+        ctx.edit(EditKind.READ, 1, 1, source.atoms)
+        ctx.edit(EditKind.OWN, 1, 0, source.atoms)
+        ctx.output(source)
+        return
     if groups > 1 and in_per_group == 1:
-        if source is None:
-            return
-        atoms = np.repeat(source.atoms, out_channels // groups)
-        ctx.member(Role.THROUGH, atoms)
-        _own_filters(ctx, atoms)
-        ctx.edit(EditKind.GROUP, 0, 1, source.atoms)
-        ctx.output(Slot(1, atoms))
+        if source is not None:
+            _depthwise(ctx, source, out_channels // groups)
         return
     if source is not None:
-        local = source.atoms[:in_per_group]
-        for group in range(1, groups):  # the same local input index is kept in every group
-            ctx.union(local, source.atoms[group * in_per_group : (group + 1) * in_per_group])
-        ctx.edit(EditKind.READ, 1, 1, local)
+        ctx.edit(EditKind.READ, 1, 1, source.atoms, pieces=_grouped(ctx, source, groups))
     atoms = np.tile(ctx.fresh(out_channels // groups), groups)
-    _own_filters(ctx, atoms)
-    ctx.output(Slot(1, atoms))
-
-
-def _own_filters(ctx: NodeContext, atoms: np.ndarray) -> None:
     ctx.edit(EditKind.OWN, 1, 0, atoms)
-    if ctx.has_input(2):
-        ctx.weight(2)
-        ctx.edit(EditKind.OWN, 2, 0, atoms)
+    _own_bias(ctx, atoms)
+    ctx.output(Slot(1, atoms))
 
 
 @register("ConvTranspose")
 def conv_transpose(ctx: NodeContext) -> None:
-    """ConvTranspose with group 1: weights are [in, out, k...]."""
+    """ConvTranspose: weights are [in, out / group, k...]; grouped and depthwise as Conv."""
     weight = ctx.weight(1)
-    if int(ctx.attr("group", 1)) != 1:
-        raise Unhandled("grouped ConvTranspose is not supported")
+    groups = int(ctx.attr("group", 1))
+    source = ctx.slot(0)
+    if weight.ndim < 3 or groups < 1 or weight.shape[0] % groups or (source is not None and source.size != weight.shape[0]):
+        raise OnnxcarError(f"invalid model: ConvTranspose {ctx.node.name!r} has a weight of shape {list(weight.shape)} "
+                           f"that does not fit group={groups} and its input")
     if ctx.attr("output_shape") is not None:
         raise Unhandled("ConvTranspose with an explicit output_shape")
-    source = ctx.slot(0)
+    if source is not None and source.axis != 1:
+        raise Unhandled("ConvTranspose input carries channels on an axis other than 1")
+    if groups > 1 and weight.shape[0] == groups:
+        if source is not None:
+            _depthwise(ctx, source, weight.shape[1])
+        return
     if source is not None:
-        if source.axis != 1:
-            raise Unhandled("ConvTranspose input carries channels on an axis other than 1")
+        _grouped(ctx, source, groups)
         ctx.edit(EditKind.READ, 1, 0, source.atoms)
-    atoms = ctx.fresh(weight.shape[1])
-    ctx.edit(EditKind.OWN, 1, 1, atoms)
+    filters = ctx.fresh(weight.shape[1])
+    ctx.edit(EditKind.OWN, 1, 1, filters)
+    atoms = np.tile(filters, groups)
+    _own_bias(ctx, atoms)
+    ctx.output(Slot(1, atoms))
+
+
+def _grouped(ctx: NodeContext, source: Slot, groups: int) -> tuple[np.ndarray, ...]:
+    """Couples the input channels of a grouped layer so that every group loses as many as the others;
+    returns the atoms of each group.
+
+    The k-th positions of all groups are coupled, so a class has as many positions in every
+    group. Positions are taken in their order, or with each group's most repeated channels
+    first, whichever leaves more classes: after a shuffle whose groups do not divide the
+    layer's evenly, a channel straddles two groups, and aligning it by position would chain
+    every channel into one class.
+    """
+    parts = source.atoms.reshape(groups, -1)
+    roots = np.array([ctx.tracer.uf.find(int(atom)) for atom in source.atoms]).reshape(parts.shape)
+    orders = [np.tile(np.arange(parts.shape[1]), (groups, 1)), np.stack([_most_repeated_first(r) for r in roots])]
+    order = max(orders, key=lambda o: _classes_after(np.take_along_axis(roots, o, axis=1)))
+    aligned = np.take_along_axis(parts, order, axis=1)
+    for part in aligned[1:]:
+        ctx.union(aligned[0], part)
+    return tuple(parts)
+
+
+def _most_repeated_first(roots: np.ndarray) -> np.ndarray:
+    _, first, inverse, counts = np.unique(roots, return_index=True, return_inverse=True, return_counts=True)
+    return np.lexsort((np.arange(len(roots)), first[inverse], -counts[inverse]))
+
+
+def _classes_after(aligned: np.ndarray) -> int:
+    """How many classes the channels of ``aligned`` (groups x positions of class roots) form once
+    the k-th positions of all groups are coupled."""
+    classes = UnionFind()
+    index = {root: i for i, root in enumerate(np.unique(aligned).tolist())}
+    classes.add(len(index))
+    for column in aligned.T.tolist():
+        for root in column[1:]:
+            classes.union(index[column[0]], index[root])
+    return len(set(classes.root_array().tolist()))
+
+
+def _depthwise(ctx: NodeContext, source: Slot, multiplier: int) -> None:
+    """A depthwise (transposed) Conv gives each channel ``multiplier`` filters of its own: channels
+    pass through, and ``group`` shrinks with them."""
+    atoms = np.repeat(source.atoms, multiplier)
+    ctx.member(Role.THROUGH, atoms)
+    ctx.edit(EditKind.OWN, 1, 0, atoms if ctx.node.op == "Conv" else source.atoms)  # ConvTranspose: [in, multiplier, k...]
+    _own_bias(ctx, atoms)
+    ctx.edit(EditKind.GROUP, 0, 1, source.atoms)
+    ctx.output(Slot(1, atoms))
+
+
+def _own_bias(ctx: NodeContext, atoms: np.ndarray) -> None:
     if ctx.has_input(2):
         ctx.weight(2)
         ctx.edit(EditKind.OWN, 2, 0, atoms)
-    ctx.output(Slot(1, atoms))
 
 
 @register("Gemm")
@@ -127,12 +181,33 @@ def normalization(ctx: NodeContext) -> None:
 
 @register("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 def pool(ctx: NodeContext) -> None:
-    """Spatial pooling keeps channels apart."""
+    """Spatial pooling keeps channels apart. MaxPool's indices count positions across channels,
+    so only a MaxUnpool of the same channels may read them."""
     source = _channel_axis_one(ctx)
     if source is None:
         return
-    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1].outputs:
-        raise Unhandled("MaxPool indices count positions across channels")
+    if len(ctx.node.outputs) > 1 and any(n.op != "MaxUnpool" or n.inputs[0] is ctx.node.outputs[1]
+                                         for n in ctx.node.outputs[1].outputs):
+        raise Unhandled("MaxPool indices count positions across channels: only MaxUnpool may read them")
+    ctx.member(Role.THROUGH, source.atoms)
+    for index in range(len(ctx.node.outputs)):
+        ctx.output(Slot(1, source.atoms), index)
+
+
+@register("MaxUnpool")
+def max_unpool(ctx: NodeContext) -> None:
+    """MaxUnpool puts each value where its MaxPool found it: the values' channels are coupled with
+    the pooled channels, position by position, so both lose the same ones."""
+    source, indices = _channel_axis_one(ctx), ctx.slot(1)
+    if source is None and indices is None:
+        return
+    if source is None or indices is None or indices.axis != 1 or source.size != indices.size:
+        raise Unhandled("MaxUnpool values and indices do not carry the same channels")
+    ctx.union(source.atoms, indices.atoms)
+    if ctx.has_input(2):
+        if ctx.const(2) is None:
+            raise Unhandled("MaxUnpool output shape is computed at run time")
+        ctx.edit(EditKind.SHAPE, 2, 1, source.atoms)
     ctx.member(Role.THROUGH, source.atoms)
     ctx.output(Slot(1, source.atoms))
 
@@ -171,7 +246,16 @@ def reduce(ctx: NodeContext) -> None:
 
 @register("LRN")
 def lrn(ctx: NodeContext) -> None:
-    raise Unhandled("LRN mixes neighbouring channels")
+    """LRN divides each channel by the energy of its neighbours: its window reads them like a weight."""
+    source = _channel_axis_one(ctx)
+    if source is None:
+        return
+    shape = ctx.in_shape(0)
+    if shape is None or len(shape) < 3:
+        raise Unhandled("LRN input rank is unknown or below 3")
+    ctx.member(Role.THROUGH, source.atoms)
+    ctx.edit(EditKind.WINDOW, 0, 1, source.atoms)
+    ctx.output(Slot(1, source.atoms))
 
 
 @register("Softmax", "LogSoftmax", "Hardmax", "LpNormalization")

@@ -18,7 +18,7 @@ UNARY = (
 @register(*UNARY)
 def unary(ctx: NodeContext) -> None:
     """Elementwise ops of one tensor (extra inputs are scalars)."""
-    source = ctx.slot(0)
+    source = ctx.slot(0, split=True)
     if source is None:
         return
     ctx.member(Role.THROUGH, source.atoms)
@@ -62,6 +62,25 @@ def broadcast(ctx: NodeContext) -> None:
         ctx.edit(EditKind.OWN, i, local, atoms)
     ctx.member(Role.THROUGH, atoms)
     ctx.output(Slot(axis, atoms))
+
+
+@register("QuantizeLinear", "DequantizeLinear")
+def quantize(ctx: NodeContext) -> None:
+    """Quantizing or dequantizing activations: elementwise, with one scale per tensor or per channel."""
+    source = ctx.slot(0)
+    if source is None:
+        return
+    scale, shape = ctx.const(1), ctx.in_shape(0)
+    if scale is None or shape is None or int(ctx.attr("block_size", 0)):
+        raise Unhandled(f"{ctx.node.op} with a computed scale, an unknown rank or blocks")
+    if scale.ndim:
+        if int(ctx.attr("axis", 1)) % len(shape) != source.axis:
+            raise Unhandled(f"{ctx.node.op} has one scale per entry of an axis other than the channels'")
+        for index in (1, 2):
+            if ctx.has_input(index):
+                ctx.edit(EditKind.OWN, index, 0, source.atoms)
+    ctx.member(Role.THROUGH, source.atoms)
+    ctx.output(source)
 
 
 @register("Concat")
@@ -128,11 +147,12 @@ def slice_(ctx: NodeContext) -> None:
     if ctx.in_shape(0) is None:
         raise Unhandled("Slice input rank is unknown")
     rank = len(ctx.in_shape(0))
-    if not ctx.has_input(1):
-        raise Unhandled("Slice before opset 10 (bounds as attributes) is not supported")
-    values = [ctx.const(i) for i in range(1, 5)]
-    if any(v is None for v, i in zip(values, range(1, 5)) if ctx.has_input(i)):
-        raise Unhandled("Slice bounds are computed at run time")
+    if ctx.has_input(1):
+        values = [ctx.const(i) for i in range(1, 5)]
+        if any(v is None for v, i in zip(values, range(1, 5)) if ctx.has_input(i)):
+            raise Unhandled("Slice bounds are computed at run time")
+    else:  # before opset 10 the bounds are attributes
+        values = [ctx.attr(key) for key in ("starts", "ends", "axes")] + [None]
     starts, ends = values[0], values[1]
     axes = values[2] if values[2] is not None else np.arange(len(starts))
     steps = values[3] if values[3] is not None else np.ones(len(starts), dtype=np.int64)
@@ -154,29 +174,59 @@ def slice_(ctx: NodeContext) -> None:
 def _relayout(ctx: NodeContext, source: Slot, arrange) -> None:
     """Maps channels through a pure data movement (reshape or transpose) given as ``arrange``.
 
-    Channel positions are pushed through the op; the channels must end up varying along
-    exactly one output axis.
+    Channel positions are pushed through the op. Channels that end up varying along one
+    output axis form a plain slot; a Reshape that splits the channel axis into several (a
+    channel shuffle's ``[N, groups, C / groups, ...]``) gives a split slot (see :func:`_split`).
     """
     in_dims, out_dims = static_dims(ctx.in_shape(0)), static_dims(ctx.out_shape(0))
     if in_dims is None or out_dims is None:
         raise Unhandled(f"{ctx.node.op} needs static shapes to map channels")
     view = [1] * len(in_dims)
-    view[source.axis] = source.size
+    for axis, length in source.spans:
+        view[axis] = length
     positions = np.broadcast_to(np.arange(source.size).reshape(view), in_dims)
     try:
         moved = arrange(positions, out_dims)
     except ValueError:
         raise Unhandled(f"{ctx.node.op} batch and channel axes cannot be told apart") from None
     varying = [a for a in range(moved.ndim) if moved.shape[a] > 1 and np.any(np.diff(moved, axis=a) != 0)]
-    if len(varying) != 1:
+    if not varying:
         raise Unhandled(f"{ctx.node.op} splits or mixes the channel axis")
-    axis = varying[0]
-    line = moved[tuple(slice(None) if a == axis else 0 for a in range(moved.ndim))]
-    atoms = source.atoms[line]
     ctx.member(Role.THROUGH, source.atoms)
+    grid = moved[tuple(slice(None) if a in varying else 0 for a in range(moved.ndim))]
+    if len(varying) == 1:
+        slot = Slot(varying[0], source.atoms[grid])
+    else:
+        slot = _split(ctx, source, grid, varying)
     if ctx.node.op == "Reshape":
-        _reshape_edit(ctx, axis, atoms)
-    ctx.output(Slot(axis, atoms))
+        _reshape_edit(ctx, slot.axis, slot.line())
+    ctx.output(slot)
+
+
+def _split(ctx: NodeContext, source: Slot, grid: np.ndarray, varying: list[int]) -> Slot:
+    """The split slot of channels spread over the axes ``varying``; ``grid`` holds their positions.
+
+    Removal must leave the groups equal, so it takes the same channel from every group: where
+    a Reshape first splits the channel axis, the longest new axis (the channels of one group,
+    for ``[N, groups, C / groups, ...]``) is the one that shrinks, and its i-th channel is
+    coupled across the other axes. A Transpose moves that axis along.
+    """
+    if grid.size != source.size or len(np.unique(grid)) != source.size:
+        raise Unhandled(f"{ctx.node.op} splits or mixes the channel axis")
+    atoms = source.atoms[grid.reshape(-1)]
+    if source.split:  # the index along the shrinking axis must keep to one axis
+        lengths = [length for _, length in source.split]
+        column = np.unravel_index(grid, lengths)[[a for a, _ in source.split].index(source.axis)]
+        along = [k for k in range(grid.ndim) if np.any(np.diff(column, axis=k) != 0)]
+        if len(along) != 1:
+            raise Unhandled(f"{ctx.node.op} splits the groups of a channel shuffle")
+        shrinking = along[0]
+    else:
+        shrinking = max(range(grid.ndim), key=lambda k: (grid.shape[k], k))
+        for line in np.moveaxis(atoms.reshape(grid.shape), shrinking, 0).reshape(grid.shape[shrinking], -1):
+            ctx.union(line[:1].repeat(len(line) - 1), line[1:])
+    axis = varying[shrinking]
+    return Slot(axis, atoms, tuple((a, grid.shape[k]) for k, a in enumerate(varying)))
 
 
 def _reshape_edit(ctx: NodeContext, axis: int, atoms: np.ndarray) -> None:
@@ -209,14 +259,14 @@ def _concat_piece(tensor: gs.Tensor, position: int):
 
 @register("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 def reshape(ctx: NodeContext) -> None:
-    source = ctx.slot(0)
+    source = ctx.slot(0, split=True)
     if source is not None:
         _relayout(ctx, source, lambda positions, dims: positions.reshape(dims))
 
 
 @register("Transpose")
 def transpose(ctx: NodeContext) -> None:
-    source = ctx.slot(0)
+    source = ctx.slot(0, split=True)
     if source is not None:
         perm = ctx.attr("perm")
         _relayout(ctx, source, lambda positions, dims: positions.transpose(perm))

@@ -2,14 +2,19 @@
 
 import math
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+import onnxruntime
 from onnx_graphsurgeon.importers.onnx_importer import get_itemsize
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxcar.errors import OnnxcarError
 
 G_LOGGER.severity = G_LOGGER.ERROR  # its warnings and notes would interleave with onnxcar's output
+onnxruntime.set_default_logger_severity(3)  # and so would those of the sessions that fold constants
+
+_FOLD_PASSES = 64  # each pass may let inference see the shapes that let the next computation fold
 
 FOLD_FLOOR_BYTES = 64 * 2**20
 """Constant folding may always create this many bytes of new constants..."""
@@ -20,19 +25,32 @@ _NEVER_FOLDED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"} 
 
 
 def import_graph(model: onnx.ModelProto) -> gs.Graph:
-    """Imports ``model`` with inferred shapes, folded constants and a unique name on every node."""
-    try:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as err:  # onnx raises several unrelated types here
-        raise OnnxcarError(f"shape inference failed: {_first_line(err)}") from None
-    graph = gs.import_onnx(model)
-    unknown = _check_folding(graph, max(FOLD_FLOOR_BYTES, FOLD_MODEL_FACTOR * model.ByteSize()))
-    try:
-        graph.fold_constants(
-            fold_shapes=False, error_ok=False, should_exclude_node=lambda node: any(t.name in unknown for t in node.outputs)
-        ).cleanup()
-    except Exception as err:
-        raise OnnxcarError(f"constant folding failed: {_first_line(err)}") from None
+    """Imports ``model`` with inferred shapes, folded constants and a unique name on every node.
+
+    Computations on static shapes fold too (the channel count read by ``x.size(1)`` becomes a
+    constant the analysis can map and surgery can edit); dynamic dimensions stay computed,
+    except where a Reshape copies one to the same axis (see :func:`_copy_dynamic_dims`).
+    Inference and folding alternate until nothing more folds. DequantizeLinear is never
+    folded, so a quantized model keeps its integer weights. Folding that would create more
+    than the larger of ``FOLD_FLOOR_BYTES`` and ``FOLD_MODEL_FACTOR`` times the model's size is
+    refused before anything is computed; a constant of unknown size is not folded.
+    """
+    limit = max(FOLD_FLOOR_BYTES, FOLD_MODEL_FACTOR * model.ByteSize())
+    graph = gs.import_onnx(_inferred(model, "shape inference failed"))
+    for _ in range(_FOLD_PASSES):
+        count = len(graph.nodes)
+        _copy_dynamic_dims(graph)
+        unknown = _check_folding(graph, limit)
+        try:
+            graph.fold_constants(
+                fold_shapes=True, error_ok=False,
+                should_exclude_node=lambda node: _is_dequantize(node) or any(t.name in unknown for t in node.outputs),
+            ).cleanup()
+        except Exception as err:
+            raise OnnxcarError(f"constant folding failed: {_first_line(err)}") from None
+        if len(graph.nodes) == count:
+            break
+        graph = gs.import_onnx(_inferred(_bare_model(graph), "shape inference failed"))
     _name_nodes(graph)
     return graph
 
@@ -88,11 +106,7 @@ def _nbytes(tensor: gs.Tensor) -> int | None:
 
 def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     """Exports ``graph`` with the metadata, IR version and opsets of ``like``; shapes are re-inferred."""
-    graph.cleanup().toposort()
-    for tensor in graph.tensors().values():
-        if isinstance(tensor, gs.Variable) and tensor not in graph.inputs and tensor not in graph.outputs:
-            tensor.shape = None
-    model = gs.export_onnx(graph, do_type_check=True)
+    model = _bare_model(graph)
     model.ir_version = max(like.ir_version, 4)  # IR 3 wants every initializer listed as an input
     del model.opset_import[:]
     model.opset_import.extend(like.opset_import)
@@ -100,10 +114,66 @@ def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
         setattr(model, field, getattr(like, field))
     del model.metadata_props[:]
     model.metadata_props.extend(like.metadata_props)
+    return _inferred(model, "shape inference failed on the edited model")
+
+
+def _bare_model(graph: gs.Graph) -> onnx.ModelProto:
+    """``graph`` as a model with no intermediate shapes, which inference then recomputes."""
+    graph.cleanup().toposort()
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Variable) and tensor not in graph.inputs and tensor not in graph.outputs:
+            tensor.shape = None
+    return gs.export_onnx(graph, do_type_check=True)
+
+
+def _inferred(model: onnx.ModelProto, failure: str) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as err:
-        raise OnnxcarError(f"shape inference failed on the edited model: {_first_line(err)}") from None
+    except Exception as err:  # onnx raises several unrelated types here
+        raise OnnxcarError(f"{failure}: {_first_line(err)}") from None
+
+
+def _copy_dynamic_dims(graph: gs.Graph) -> None:
+    """Writes 0 ("copy the input's dim") for a computed Reshape shape entry that reads the dynamic
+    dim its input has on the same axis, as ``x.view(x.size(0), ...)`` does, so the shape can fold."""
+    for node in graph.nodes:
+        if node.op != "Reshape" or int(node.attrs.get("allowzero", 0)) or node.inputs[0].shape is None:
+            continue
+        data, shape = node.inputs
+        if len(shape.inputs) != 1 or shape.inputs[0].op != "Concat" or len(shape.outputs) != 1:
+            continue
+        concat = shape.inputs[0]
+        position = 0
+        for index, piece in enumerate(list(concat.inputs)):
+            length = (piece.shape or [None])[0]
+            if not isinstance(length, int):
+                break
+            dim = _dim_read(piece) if length == 1 else None
+            if isinstance(dim, str) and position < len(data.shape) and data.shape[position] == dim:
+                concat.inputs[index] = gs.Constant(f"{concat.name}_copy_{index}", np.zeros(1, np.int64))
+            position += length
+
+
+def _dim_read(tensor: gs.Tensor):
+    """The dim (an int or a symbol) ``tensor`` holds when it reads one dim of some tensor's shape."""
+    while len(tensor.inputs) == 1 and tensor.inputs[0].op in ("Unsqueeze", "Squeeze", "Cast", "Identity"):
+        tensor = tensor.inputs[0].inputs[0]
+    if len(tensor.inputs) != 1 or tensor.inputs[0].op != "Gather" or int(tensor.inputs[0].attrs.get("axis", 0)):
+        return None
+    source, index = tensor.inputs[0].inputs
+    if not isinstance(index, gs.Constant) or index.values.size != 1 or len(source.inputs) != 1:
+        return None
+    shape_node = source.inputs[0]
+    shape = shape_node.inputs[0].shape if shape_node.op == "Shape" else None
+    if shape is None:
+        return None
+    dims = shape[int(shape_node.attrs.get("start", 0)) : shape_node.attrs.get("end")]
+    position = int(index.values.reshape(-1)[0])
+    return dims[position] if -len(dims) <= position < len(dims) else None
+
+
+def _is_dequantize(node: gs.Node) -> bool:
+    return node.op == "DequantizeLinear"
 
 
 def _name_nodes(graph: gs.Graph) -> None:

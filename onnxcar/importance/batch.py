@@ -9,6 +9,7 @@ import onnx
 
 from onnxcar.data import Dataset, DataSpec, load_dataset, validate_for_model
 from onnxcar.errors import DataError
+from onnxcar.graph.shapes import InputShapes, check_data_shapes
 from onnxcar.importance.backends import BackendConfig, open_backend
 from onnxcar.importance.data import Batch, DataScorer
 from onnxcar.importance.evaluator import Task
@@ -19,10 +20,14 @@ from onnxcar.runners import make_runner
 log = logging.getLogger(__name__)
 
 
-def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: RunnerConfig) -> Batch:
-    """Checks ``dataset`` against ``model`` before any long work, and labels it if it has no labels.
+def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: RunnerConfig,
+               input_shapes: InputShapes | None = None) -> Batch:
+    """Checks ``dataset`` against ``model`` (and against ``input_shapes``, when given) before any
+    long work, and labels it if it has no labels.
 
-    Without labels, the original model's top-1 predictions are the labels (agreement mode).
+    Without labels, the original model's outputs are the targets (agreement mode): its top-1
+    predictions for classification, its (first) output itself for regression, so RAR scores
+    the squared error against what the unpruned model computes.
     """
     with make_runner(model, config) as runner:
         session_inputs = runner.inputs()
@@ -37,33 +42,36 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
         output = runner.outputs()[0]
         width = output.shape[-1] if output.shape and isinstance(output.shape[-1], int) else None
         validate_for_model(dataset, list(model_input.shape), model_input.type, width, task.kind)
+        check_data_shapes(input_shapes, {name: dataset.images.shape})
         inputs = {name: dataset.images}
         if dataset.labels is not None:
             return Batch(inputs, dataset.labels)
-        if task.kind != "classification":
-            raise DataError("regression needs targets in the data", arguments=("labels_key",))
-        log.info("no labels: using the original model's top-1 predictions (agreement mode)")
-        predictions = [
-            runner.run({name: dataset.images[i : i + config.batch_size]})[0].reshape(-1, width or 1).argmax(axis=1)
+        outputs = np.concatenate([
+            runner.run({name: dataset.images[i : i + config.batch_size]})[0]
             for i in range(0, len(dataset), config.batch_size)
-        ]
-        return Batch(inputs, np.concatenate(predictions).astype(np.int64))
+        ])
+        if task.kind == "regression":
+            log.info("no targets: using the original model's outputs (agreement mode, squared error)")
+            return Batch(inputs, outputs)
+        log.info("no labels: using the original model's top-1 predictions (agreement mode)")
+        return Batch(inputs, outputs.reshape(len(dataset), -1).argmax(axis=1).astype(np.int64))
 
 
 @contextlib.contextmanager
 def open_scorer(model: onnx.ModelProto, data: DataSpec | None, task: Task, runner: RunnerConfig,
-                backend: BackendConfig = BackendConfig(), *, keep_groups: bool = False,
-                progress: Progress = silent) -> Iterator[DataScorer | None]:
-    """The pruning-set scorer of ``data`` (None without data). Its backend connects before the data
-    is read, so a cluster that cannot be reached fails before any work; both close on exit."""
+                backend: BackendConfig = BackendConfig(), *, input_shapes: InputShapes | None = None,
+                keep_groups: bool = False, progress: Progress = silent) -> Iterator[DataScorer | None]:
+    """The pruning-set scorer of ``data`` (None without data), checked against ``input_shapes`` when
+    given. Its backend connects before the data is read, so a cluster that cannot be reached fails
+    before any work; both close on exit."""
     if data is None:
         yield None
         return
     evaluation = open_backend(backend)
     scorer = None
     try:
-        scorer = DataScorer(make_batch(model, load_dataset(data), task, runner), task, runner, progress=progress,
-                            keep_groups=keep_groups, backend=evaluation)
+        scorer = DataScorer(make_batch(model, load_dataset(data), task, runner, input_shapes), task, runner,
+                            progress=progress, keep_groups=keep_groups, backend=evaluation)
         yield scorer
     finally:
         if scorer is not None:

@@ -6,6 +6,7 @@ import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.channels import EditKind
+from onnxcar.graph.constants import constant_value
 from onnxcar.importance.registry import CriterionInputs, register_criterion
 
 
@@ -18,7 +19,7 @@ def producer_filter_norms(analysis: Analysis, group: Group, order: int) -> np.nd
     for edit in analysis.tracer.edits:
         if edit.kind is not EditKind.OWN or edit.input_index != 1 or edit.node not in producers:
             continue
-        norms = _filter_norms(np.asarray(nodes[edit.node].inputs[1].values), edit.axis, order)
+        norms = _filter_norms(constant_value(nodes[edit.node].inputs[1]), edit.axis, order)
         for root, norm in zip(analysis.roots(edit.atoms).tolist(), norms):
             if root in position:
                 scores[position[root]] += norm

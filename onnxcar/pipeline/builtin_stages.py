@@ -34,6 +34,11 @@ class PruneStage:
         needs_data = CRITERIA.get(self.config.criterion).needs_data or isinstance(self.config.target, MaxDrop)
         return ("prune",) if needs_data else ()
 
+    @property
+    def needs_input_shapes(self) -> bool:
+        """Whether its check of the pruned model makes test inputs with no data to size them."""
+        return self.config.verify and not self.roles
+
     def settings(self) -> dict:
         return {"config": self.config.to_dict(), "task": self.task}
 
@@ -48,7 +53,7 @@ class PruneStage:
         result = onnxcar.prune(model, target=c.target, criterion=c.criterion, layers=c.layers,
                                data=context.data.get("prune") if self.roles else None, per_iter=c.per_iter,
                                seed=c.seed, verify=c.verify, scope=c.scope, task=self.task, runner=context.runner,
-                               backend=context.backend,
+                               backend=context.backend, input_shapes=context.input_shapes,
                                journal=context.workdir / "prune.journal", resume=True, progress=context.progress)
         result.journal.close(remove=True)
         return StageOutput(result.model, result.report, {"pruning_metric": result.final_metric})

@@ -11,6 +11,8 @@
     ratio = 0.5
     [gates]
     max_top1_drop = 1.0
+    [input_shapes]          # for a model whose height and width are symbolic
+    x = [1, 3, 48, 192]
 
 Relative paths are relative to the recipe's folder. Every key is checked up front; a mistake is
 one error that names the key (or, for TOML syntax, the line).
@@ -30,7 +32,7 @@ from onnxcar.importance.backends import BACKENDS, BackendConfig
 from onnxcar.runners.config import RunnerConfig
 
 ROLES = ("prune", "train", "val", "test")
-_TOP_LEVEL = {"model", "data", "stages", "gates", "runner", "backend", "outputs"}
+_TOP_LEVEL = {"model", "data", "stages", "gates", "runner", "backend", "outputs", "input_shapes"}
 _DATA = {"path": "str", "preprocess": "str", "images_key": "str", "labels_key": "str", "no_labels": "bool",
          "resize": "int", "crop": "int", "mean": "floats", "std": "floats", "layout": "str", "input_name": "str",
          "limit": "int", "split": "float", "split_part": "str", "seed": "int", "archive_max_files": "int",
@@ -59,6 +61,7 @@ class Recipe:
     gates: dict[str, float] = field(default_factory=dict)
     runner: RunnerConfig = RunnerConfig()
     outputs: Outputs = Outputs()
+    input_shapes: dict[str, tuple[int, ...]] | None = None  # where the model leaves dims symbolic
     backend: BackendConfig = BackendConfig()
 
     def inputs(self) -> set[Path]:
@@ -96,7 +99,11 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
             raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder, got {value!r}")
     if outputs.model == outputs.report:
         raise RecipeError(f"{name}: outputs.model and outputs.report name the same file {outputs.model!r}")
-    return Recipe(source, model, data, stages, gates, runner, outputs, backend)
+    shapes = table.get("input_shapes")
+    if shapes is not None:
+        shapes = take(shapes, "input_shapes", {key: "sizes" for key in shapes} if isinstance(shapes, dict) else {},
+                      name)
+    return Recipe(source, model, data, stages, gates, runner, outputs, shapes, backend)
 
 
 def _existing(folder: Path, value: str, name: str, key: str) -> Path:

@@ -19,6 +19,7 @@ from onnxcar.data import DataSpec
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import analyze
 from onnxcar.graph.cost import plan_cost
+from onnxcar.graph.shapes import require_input_shapes, resolve_input_shapes, tensor_shapes
 from onnxcar.io import atomic_write, load_model, save_model
 from onnxcar.latency import measure_latency
 from onnxcar.pipeline.gates import GateResult, check_gates
@@ -86,10 +87,21 @@ def check_recipe(recipe: Recipe, output_dir: Path, *, force: bool = False) -> on
     """Everything that can fail before long work: the output folder, the model, each stage against
     the model and the data it reads. Returns the loaded model."""
     _check_output_dir(recipe, output_dir, force=force)
-    model = refine(str(recipe.source), "model", lambda: load_model(recipe.model))
+    source = str(recipe.source)
+    model = refine(source, "model", lambda: load_model(recipe.model))
+    shapes = refine(source, "input_shapes", lambda: resolve_input_shapes(model, recipe.input_shapes))
     for index, stage in enumerate(recipe.stages):
-        refine(str(recipe.source), f"stages[{index}] ({stage.kind})", lambda: stage.check(model, recipe.data))
+        where = f"stages[{index}] ({stage.kind})"
+        refine(source, where, lambda: stage.check(model, recipe.data))
+        if getattr(stage, "needs_input_shapes", False):
+            refine(source, where, lambda: require_input_shapes(model, shapes, "checking the pruned model"))
+    for gate in _SIZED_GATES.intersection(recipe.gates):
+        refine(source, f"gates.{gate}",
+               lambda: require_input_shapes(model, shapes, "measuring the final model", data=False))
     return model
+
+
+_SIZED_GATES = {"max_macs", "max_latency_ms"}  # gates whose metric needs the size of every input
 
 
 def _check_output_dir(recipe: Recipe, output_dir: Path, *, force: bool) -> None:
@@ -152,7 +164,9 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
     workdir = stem.with_suffix(".work")
     workdir.mkdir(exist_ok=True)
     began = time.perf_counter()
-    output: StageOutput = stage.run(model, StageContext(recipe.data, recipe.runner, original, workdir, progress, recipe.backend))
+    context = StageContext(recipe.data, recipe.runner, original, workdir, progress, recipe.input_shapes,
+                           recipe.backend)
+    output: StageOutput = stage.run(model, context)
     record = StageRecord(stage.kind, stage.settings(), False, time.perf_counter() - began, output.report,
                          output.metrics)
     unchanged = output.model is model  # an evaluation: nothing new to keep
@@ -166,7 +180,8 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
 def _stage_key(model: onnx.ModelProto, stage: Stage, recipe: Recipe, fingerprints: dict[str, str]) -> str:
     digest = hashlib.sha256(model.SerializeToString())
     settings = {"kind": stage.kind, "settings": stage.settings(), "runner": recipe.runner.to_dict(),
-                "data": {role: [recipe.data[role].to_dict(), fingerprints[role]] for role in stage.roles}}
+                "data": {role: [recipe.data[role].to_dict(), fingerprints[role]] for role in stage.roles},
+                "input_shapes": recipe.input_shapes}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -186,11 +201,12 @@ def data_fingerprint(spec: DataSpec) -> str:
 
 def _measured(original: onnx.ModelProto, model: onnx.ModelProto, metrics: dict, recipe: Recipe) -> dict:
     """The metrics every run measures on its final model."""
-    cost = plan_cost(Plan(analyze(model), frozenset()))
+    cost = plan_cost(Plan(analyze(model), frozenset()),
+                     tensor_shapes(model, resolve_input_shapes(model, recipe.input_shapes)))
     size = int(metrics.get("size_bytes") or model.ByteSize())
     measured = {"params": cost.params, "macs": cost.macs, "size_bytes": size,
                 "original_size_bytes": original.ByteSize(), "size_ratio": original.ByteSize() / size}
     if "max_latency_ms" in recipe.gates:
-        latency = measure_latency(model, batch=1, threads=recipe.runner.threads)
+        latency = measure_latency(model, batch=1, threads=recipe.runner.threads, input_shapes=recipe.input_shapes)
         measured.update(latency_ms=latency.median_ms, latency=latency.to_dict())
     return measured

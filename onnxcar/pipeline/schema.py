@@ -34,6 +34,8 @@ TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "strs": (lambda v: isinstance(v, str) or _strings(v), "a list of strings"),
     "floats": (_numbers, "a list of numbers"),
+    "sizes": (lambda v: isinstance(v, list) and bool(v) and all(_integer(x) and x > 0 for x in v),
+              "a list of positive integers"),
 }
 
 
@@ -52,7 +54,7 @@ def take(table: Any, where: str, options: dict[str, str], source: str) -> dict:
     for key, value in values.items():
         if options[key] == "strs" and isinstance(value, str):
             values[key] = [v.strip() for v in value.split(",") if v.strip()]
-        if options[key] in ("strs", "floats"):
+        if options[key] in ("strs", "floats", "sizes"):
             values[key] = tuple(values[key])
     return values
 

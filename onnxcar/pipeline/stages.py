@@ -34,6 +34,7 @@ class StageContext:
     original: onnx.ModelProto
     workdir: Path
     progress: Progress
+    input_shapes: dict[str, tuple[int, ...]] | None = None  # the recipe's, where the model leaves dims symbolic
     backend: BackendConfig = BackendConfig()  # where candidate evaluation runs (results do not depend on it)
 
 

@@ -1,7 +1,7 @@
 """The greedy pruning loop (Abbasi-Asl and Yu 2017): score, remove the least important, repeat."""
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +10,7 @@ import onnx
 from onnxcar.errors import OnnxcarError, UnsupportedOpError
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.feasibility import Survivors
+from onnxcar.graph.shapes import InputShapes
 from onnxcar.importance.base import BoundedImportance, Importance
 from onnxcar.importance.data import DataScorer
 from onnxcar.pruning.config import PruneConfig
@@ -249,8 +250,10 @@ class Surgery:
     verify_s: float
 
 
-def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool) -> Surgery:
-    """Removes the channels ``removed``; with ``verify``, checks the result against the masked model."""
+def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool, *, input_shapes: InputShapes | None = None,
+                      samples: Mapping[str, np.ndarray] | None = None) -> Surgery:
+    """Removes the channels ``removed``; with ``verify``, checks the result against the masked model
+    (at ``input_shapes``, and on ``samples`` of real data; see :func:`~onnxcar.surgery.verify_equal`)."""
     plan = make_plan(analysis, removed)
     start = time.perf_counter()
     pruned = remove_channels(plan)
@@ -258,5 +261,5 @@ def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool) -> Su
     if not verify:
         return Surgery(pruned, None, surgery, 0.0)
     start = time.perf_counter()
-    result = verify_equal(mask_channels(plan), pruned)
+    result = verify_equal(mask_channels(plan), pruned, input_shapes=input_shapes, samples=samples)
     return Surgery(pruned, result.max_abs_error, surgery, time.perf_counter() - start)

@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 class _Goal:
     """When the loop stops: the budget met, or the number of filters removed."""
 
-    def __init__(self, analysis: Analysis, groups: list[Group], config: PruneConfig, removed: frozenset[int]):
+    def __init__(self, analysis: Analysis, groups: list[Group], config: PruneConfig, removed: frozenset[int], shapes):
         target = config.target
-        self.savings = Savings(analysis, target.measure, removed) if isinstance(target, CostBudget) else None
+        self.savings = Savings(analysis, target.measure, removed, shapes) if isinstance(target, CostBudget) else None
         if self.savings is not None:
-            self.original = getattr(plan_cost(Plan(analysis, frozenset())), target.measure)
+            self.original = getattr(plan_cost(Plan(analysis, frozenset()), shapes), target.measure)
             self.limit = target.limit(self.original)
         else:
             self.wanted = target.removals(sum(g.size for g in groups))
@@ -77,11 +77,13 @@ def global_iterations(
     scorer: DataScorer | None = None,
     budget: Budget = Budget(None),
     first: int = 0,
+    shapes=None,
 ) -> Iterator[list[Removal]]:
     """Removes filters of ``groups`` until ``config.target`` is met, ``config.per_iter`` per iteration
     (the last one stops at the target). Iterations are numbered from ``first``; ``removed`` are
-    channels removed by earlier iterations (a resumed run)."""
-    goal = _Goal(analysis, groups, config, removed)
+    channels removed by earlier iterations (a resumed run); ``shapes``: the tensor sizes MACs are
+    counted at (see ``plan_cost``)."""
+    goal = _Goal(analysis, groups, config, removed, shapes)
     state = _State(analysis, groups, removed)
     rescore = getattr(importance, "depends_on_removals", True)
     ranked = None if rescore else {g.id: _keys(importance(analysis, g, removed))[:, 0] for g in groups}
@@ -229,6 +231,7 @@ def prune_global(
     scorer: DataScorer | None = None,
     done: list[list[Removal]] = (),
     on_iteration: Callable[[list[Removal]], None] = lambda removals: None,
+    shapes=None,
 ) -> tuple[list[Removal], float | None]:
     """Prunes ``groups`` globally after the iterations already ``done`` (a resumed run); returns every
     removal and the original model's metric (None without a scorer)."""
@@ -238,7 +241,7 @@ def prune_global(
     removed = frozenset(int(by_id[r.group].channels[r.channel]) for r in removals)
     first = max((r.iteration for r in removals), default=-1) + 1
     for batch in global_iterations(analysis, groups, importance, config, removed=removed, scorer=scorer,
-                                   budget=_budget(config, original, scorer), first=first):
+                                   budget=_budget(config, original, scorer), first=first, shapes=shapes):
         removals.extend(batch)
         on_iteration(batch)
     return removals, original

@@ -11,6 +11,9 @@ from onnxcar.data import DataSpec
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
+from onnxcar.graph.shapes import (
+    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, tensor_shapes,
+)
 from onnxcar.importance import make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import open_scorer
@@ -94,6 +97,7 @@ def prune_model(
     config: PruneConfig,
     *,
     data: DataSpec | None = None,
+    input_shapes: InputShapes | None = None,
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
     backend: BackendConfig = BackendConfig(),
@@ -106,11 +110,17 @@ def prune_model(
     """Runs ``config`` on ``model``; see :func:`onnxcar.prune` for the arguments."""
     start = time.perf_counter()
     task = Task(task)
+    shapes = resolve_input_shapes(model, input_shapes)
+    if config.verify and data is None:
+        require_input_shapes(model, shapes, "checking the pruned model")
     analysis = analyze(model)
     analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)
     with open_scorer(model, data, task, runner, backend, keep_groups=config.scope == "global") as scorer:
+        if scorer is not None:
+            shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
+        sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
         importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
         layers = [analysis.layer_name(g.producers[0]) for g in groups]
         settings = {
@@ -118,6 +128,7 @@ def prune_model(
             "data": data.to_dict() if data is not None else None,
             "task": task.kind,
             "runner": runner.to_dict(),
+            "input_shapes": {name: list(shape) for name, shape in shapes.items()},
         }
         book = None
         if journal is not None:
@@ -139,27 +150,29 @@ def prune_model(
                 status = last.layer if last.metric is None else f"{last.layer} metric {last.metric:.4f}"
                 progress("pruning", finished, total, status)
 
-            removals, original = _PRUNERS[config.scope](analysis, groups, config, importance, scorer=scorer,
-                                                        done=done, on_iteration=on_iteration)
+            if config.scope == "global":
+                removals, original = prune_global(analysis, groups, config, importance, scorer=scorer, done=done,
+                                                  on_iteration=on_iteration, shapes=sizes)
+            else:
+                removals, original = prune_groups(analysis, groups, config, importance, scorer=scorer, done=done,
+                                                  on_iteration=on_iteration)
             progress("pruning", finished, finished)
+            samples = scorer.batch.inputs if scorer is not None else None
             if scorer is not None:
                 scorer.close()
             scoring = time.perf_counter() - analysed
             by_id = {g.id: g for g in groups}
             removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
-            surgery = remove_and_verify(analysis, removed, config.verify)
+            surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes, samples=samples)
         except BaseException:
             if book is not None:
                 book.close()
             raise
-    before, after = plan_cost(Plan(analysis, frozenset())), plan_cost(Plan(analysis, frozenset(removed)))
+    before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
     return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
                        surgery.max_verify_error, book)
-
-
-_PRUNERS = {"layer": prune_groups, "global": prune_global}
 
 
 def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig, *, has_data: bool) -> dict[int, int]:

@@ -52,14 +52,15 @@ def build_probe(plan: Plan, group: Group, *, linear: bool = True) -> Probe:
                                                    gs.Constant("onnxcar_one", np.array(1.0, np.float32))], outputs=[extended])
     )
     nodes = {node.name: node for node in graph.nodes}
+    analysed = {node.name: node for node in analysis.graph.nodes}
     position = {int(c): i for i, c in enumerate(group.channels)}
     masked: dict[str, gs.Variable] = {}
     sources = []
     for node_name in consumers:
         node = nodes[node_name]
-        source = node.inputs[0]
+        source = node.inputs[0]  # masking outside channels may have put a masked copy there
         if source.name not in masked:
-            slot = analysis.tracer.slots[source.name]
+            slot = analysis.tracer.slots[analysed[node_name].inputs[0].name]
             index = np.array([position.get(int(r), group.size) for r in analysis.roots(slot.atoms)], np.int64)
             masked[source.name] = _apply_mask(graph, source, slot.axis, index, extended)
             sources.append((source.name, slot.axis, index))
@@ -78,11 +79,11 @@ def build_probe(plan: Plan, group: Group, *, linear: bool = True) -> Probe:
 
 
 def _consumer_inputs(plan: Plan, group: Group) -> list[str]:
-    """Nodes whose weights read the group's channels."""
+    """Nodes whose weights (or LRN windows) read the group's channels."""
     channels = set(group.channels.tolist())
     names = []
     for edit in plan.analysis.tracer.edits:
-        if edit.kind is EditKind.READ and channels.intersection(plan.analysis.roots(edit.atoms).tolist()):
+        if edit.kind in (EditKind.READ, EditKind.WINDOW) and channels.intersection(plan.analysis.roots(edit.atoms).tolist()):
             names.append(edit.node)
     return list(dict.fromkeys(names))
 
@@ -113,7 +114,7 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
     read = [t for node in graph.nodes if node.name in downstream for t in node.inputs] + list(graph.outputs)
     cut, passthrough, seen = [], [], set()
     for tensor in read:
-        if isinstance(tensor, gs.Variable) and tensor.name not in produced | seen | {MASK_INPUT, CANDIDATE_INPUT}:
+        if isinstance(tensor, gs.Variable) and tensor.name and tensor.name not in produced | seen | {MASK_INPUT, CANDIDATE_INPUT}:
             seen.add(tensor.name)
             (passthrough if tensor.name in inputs else cut).append(tensor)
     outputs = list(graph.outputs)
@@ -144,7 +145,8 @@ def _split(graph: gs.Graph, like: onnx.ModelProto, mask: gs.Variable, channels: 
 
 def _suffix_nodes(graph: gs.Graph, mask: gs.Variable) -> set[str]:
     """Names of the nodes the suffix runs: those that depend on the mask or the candidates, and
-    the shape computations (Shape, Gather, Concat...) that feed them, which must see the suffix's rows."""
+    what feeds them without being an activation: shape computations (Shape, Gather, Concat...),
+    which must see the suffix's rows, and weights dequantized from constants."""
     tainted = {mask.name, CANDIDATE_INPUT}
     names = set()
     for node in graph.nodes:  # topological order
@@ -164,7 +166,10 @@ def _suffix_nodes(graph: gs.Graph, mask: gs.Variable) -> set[str]:
 
 
 def _batch_major(tensor: gs.Variable) -> bool:
-    """True for an activation with the batch first; False for shape arithmetic."""
+    """True for an activation with the batch first; False for shape arithmetic and for what a node
+    computes from constants alone (a DequantizeLinear of weights: the only such node left unfolded)."""
+    if all(isinstance(t, gs.Constant) or not t.name for t in tensor.inputs[0].inputs):
+        return False
     shape = tensor.shape
     floating = tensor.dtype is not None and np.issubdtype(np.dtype(tensor.dtype), np.floating)
     return floating and shape is not None and (len(shape) >= 2 or (len(shape) == 1 and not isinstance(shape[0], int)))

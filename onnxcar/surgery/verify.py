@@ -1,19 +1,22 @@
 """Checks that a pruned model equals the masked original: the surgery invariant."""
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
 from onnxcar.errors import OnnxcarError, VerificationError
-from onnxcar.graph.context import static_dims
+from onnxcar.graph.shapes import InputShapes, declared_shapes, require_input_shapes, resolve_input_shapes
 from onnxcar.runners.ort import OrtRunner
 from onnxcar.runners.config import RunnerConfig
 
 _NUMPY_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64}
 MAX_FEED_VALUES = 2**28
 """The most values one test input may hold (1 GiB of float32)."""
+REAL_SAMPLES = 16
+"""The most items of real data a verification runs on, besides its random inputs."""
 
 
 @dataclass(frozen=True)
@@ -31,33 +34,28 @@ class VerifyResult:
     max_scaled_error: float  # the error divided by what the tolerance allows; <= 1 passes
 
 
-def random_feeds(model: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded normal inputs for every graph input, with the batch dimension set to ``batch``."""
+def random_feeds(model: onnx.ModelProto, batch: int, seed: int = 0,
+                 input_shapes: InputShapes | None = None) -> dict[str, np.ndarray]:
+    """Seeded normal inputs for every graph input, with a symbolic batch dimension set to ``batch``;
+    ``input_shapes`` sizes the dims the model leaves symbolic (height and width)."""
     rng = np.random.default_rng(seed)
-    initializers = {i.name for i in model.graph.initializer}
+    shapes = resolve_input_shapes(model, input_shapes)
+    require_input_shapes(model, shapes, "making test inputs")
+    declared = declared_shapes(model)
+    types = {value.name: value.type.tensor_type.elem_type for value in model.graph.input}
     feeds = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        dims = static_dims([d.dim_value if d.HasField("dim_value") else d.dim_param or None for d in tensor_type.shape.dim])
-        if dims is None or tensor_type.elem_type not in _NUMPY_TYPES:
-            raise OnnxcarError(f"cannot make test inputs for {value.name!r}: it needs static non-batch dims and a float type")
-        if not _batch_is_dynamic(value) and dims and dims[0] != batch:
-            batch = dims[0]
-        shape = [batch, *dims[1:]]
+    for name, dims in declared.items():
+        if types[name] not in _NUMPY_TYPES:
+            raise OnnxcarError(f"cannot make test inputs for {name!r}: it needs a float type")
+        shape = [batch if i == 0 and not (dims and dims[0] is not None) else size
+                 for i, size in enumerate(shapes[name])]
         if math.prod(shape) > MAX_FEED_VALUES:
             raise OnnxcarError(
-                f"cannot make test inputs for {value.name!r}: {shape} holds {math.prod(shape)} values, "
+                f"cannot make test inputs for {name!r}: {shape} holds {math.prod(shape)} values, "
                 f"more than verification allows ({MAX_FEED_VALUES}); skip verification to go on without it"
             )
-        feeds[value.name] = rng.standard_normal(shape).astype(_NUMPY_TYPES[tensor_type.elem_type])
+        feeds[name] = rng.standard_normal(shape).astype(_NUMPY_TYPES[types[name]])
     return feeds
-
-
-def _batch_is_dynamic(value: onnx.ValueInfoProto) -> bool:
-    dims = value.type.tensor_type.shape.dim
-    return bool(dims) and not dims[0].HasField("dim_value")
 
 
 def verify_equal(
@@ -67,16 +65,20 @@ def verify_equal(
     batch_sizes: tuple[int, ...] = (1, 2),
     tolerance: Tolerance = Tolerance(),
     seed: int = 0,
+    input_shapes: InputShapes | None = None,
+    samples: Mapping[str, np.ndarray] | None = None,
 ) -> VerifyResult:
-    """Runs both models on the same seeded inputs; raises VerificationError when outputs differ."""
+    """Runs both models on the same seeded inputs (at ``input_shapes`` where the model leaves
+    dims symbolic) and, when given, on the first :data:`REAL_SAMPLES` items of ``samples`` (real data by
+    model input), whose activations reach ranges random inputs miss; raises VerificationError when
+    outputs differ."""
     try:
         onnx.checker.check_model(candidate, full_check=True)
     except Exception as err:
         raise VerificationError(f"the pruned model fails the ONNX checker: {str(err).splitlines()[0]}") from None
     worst_abs, worst_scaled = 0.0, 0.0
     with OrtRunner(reference, RunnerConfig(device="cpu")) as ref, OrtRunner(candidate, RunnerConfig(device="cpu")) as cand:
-        for batch in batch_sizes:
-            feeds = random_feeds(reference, batch, seed + batch)
+        for feeds in _test_inputs(reference, batch_sizes, seed, input_shapes, samples):
             expected, actual = ref.run(feeds), cand.run(feeds)
             _check_declared_shapes(candidate, actual)
             for name, a, b in zip([o.name for o in ref.outputs()], actual, expected):
@@ -96,8 +98,18 @@ def verify_equal(
     return VerifyResult(tuple(batch_sizes), worst_abs, worst_scaled)
 
 
+def _test_inputs(model: onnx.ModelProto, batch_sizes: tuple[int, ...], seed: int, input_shapes: InputShapes | None,
+                 samples: Mapping[str, np.ndarray] | None) -> Iterator[dict[str, np.ndarray]]:
+    """Seeded random feeds of each batch size, then the real samples; made one at a time, as each may be large."""
+    for batch in batch_sizes:
+        yield random_feeds(model, batch, seed + batch, input_shapes)
+    if samples:
+        yield {name: array[:REAL_SAMPLES] for name, array in samples.items()}
+
+
 def _check_declared_shapes(model: onnx.ModelProto, outputs: list[np.ndarray]) -> None:
     for value, array in zip(model.graph.output, outputs):
-        declared = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        declared = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
+                    for d in value.type.tensor_type.shape.dim]
         if declared and (len(declared) != array.ndim or any(d is not None and d != s for d, s in zip(declared, array.shape))):
             raise VerificationError(f"output {value.name!r} has shape {array.shape} but the model declares {declared}")

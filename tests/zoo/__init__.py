@@ -1,11 +1,14 @@
 """Test-model zoo for onnxcar.
 
-Submodules (import them explicitly; ``exported`` imports torch, ``random_graphs`` hypothesis)::
+Submodules (import them explicitly; ``exported`` and ``detection`` import torch,
+``random_graphs`` hypothesis)::
 
     from tests.zoo import handbuilt      # CASES / BLOCKED_CASES / NOT_RUNNABLE / ALL_CASES, GraphBuilder
     from tests.zoo import exported       # export(name, exporter=..., fold_bn=...), NAMES, LARGE, resnet50_like()
     from tests.zoo import classic        # load_classic(name), CLASSIC_NAMES, FIXED_BATCH
     from tests.zoo import random_graphs  # cnn_graphs() hypothesis strategy
+    from tests.zoo import detection      # export("detector" | "segmenter", exporter=...), build_torch(name)
+    from tests.zoo import quantized      # quantized_sample(): the sample after quantize_static (QDQ, int8)
 
 (Use one import path everywhere -- ``tests.zoo`` as the other suites do -- so the
 per-process export / load caches are not duplicated under a second module name.)

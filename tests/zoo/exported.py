@@ -4,6 +4,7 @@ API::
 
     export(name, *, exporter="torchscript" | "dynamo", fold_bn: bool) -> onnx.ModelProto
     build_torch(name) -> torch.nn.Module        # the seeded eval-mode module itself
+    seeded(ctor, seed) -> torch.nn.Module       # any module built the same way
     input_shape(name) -> (C, H, W)
     NAMES  # small models (fast)
     LARGE  # ["resnet50_like"] -- 25.6 M params, 224x224; use in slow tests only
@@ -59,7 +60,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["NAMES", "LARGE", "EXPORTERS", "export", "build_torch", "input_shape", "resnet50_like"]
+__all__ = ["NAMES", "LARGE", "EXPORTERS", "export", "build_torch", "seeded", "input_shape", "resnet50_like"]
 
 NUM_CLASSES = 10
 INPUT_CHW = (3, 32, 32)
@@ -283,6 +284,79 @@ class VGGFlatten(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
+# ---------------------------------------------------------------- shufflenet_v1 / shufflenet_v2
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """torchvision's channel shuffle: view as [N, groups, C / groups, H, W], swap, flatten back."""
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    return torch.transpose(x, 1, 2).contiguous().view(batch, -1, height, width)
+
+
+class ShuffleV1Unit(nn.Module):
+    """Grouped 1x1 conv -> shuffle -> depthwise 3x3 -> grouped 1x1 conv; Add (stride 1) or Concat
+    with an average-pooled shortcut (stride 2)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, groups: int = 2):
+        super().__init__()
+        mid, self.stride, self.groups = cout // 4, stride, groups
+        self.gconv1 = _conv_bn(cin, mid, k=1, groups=groups)
+        self.depthwise = _conv_bn(mid, mid, k=3, stride=stride, groups=mid)
+        self.gconv2 = _conv_bn(mid, cout - cin if stride == 2 else cout, k=1, groups=groups)
+
+    def forward(self, x):
+        y = channel_shuffle(F.relu(self.gconv1(x)), self.groups)
+        y = self.gconv2(self.depthwise(y))
+        if self.stride == 2:
+            return F.relu(torch.cat((F.avg_pool2d(x, 3, 2, 1), y), 1))
+        return F.relu(x + y)
+
+
+class ShuffleNetV1(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 16, k=3)
+        self.units = nn.Sequential(ShuffleV1Unit(16, 32, 2), ShuffleV1Unit(32, 32, 1))
+        self.fc = nn.Linear(32, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.fc(self.units(F.relu(self.stem(x))).mean((2, 3)))
+
+
+class ShuffleV2Unit(nn.Module):
+    """torchvision's InvertedResidual: chunk in two and transform one half (stride 1), or
+    transform both branches (stride 2); Concat, then a shuffle of two groups."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        half, self.stride = cout // 2, stride
+        if stride == 2:
+            self.branch1 = nn.Sequential(_conv_bn(cin, cin, k=3, stride=2, groups=cin), _conv_bn(cin, half, k=1), nn.ReLU())
+        self.branch2 = nn.Sequential(
+            _conv_bn(cin if stride == 2 else half, half, k=1), nn.ReLU(),
+            _conv_bn(half, half, k=3, stride=stride, groups=half), _conv_bn(half, half, k=1), nn.ReLU())
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), 1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), 1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv_bn(3, 16, k=3)
+        self.units = nn.Sequential(ShuffleV2Unit(16, 32, 2), ShuffleV2Unit(32, 32, 1), ShuffleV2Unit(32, 32, 1))
+        self.conv5 = _conv_bn(32, 48, k=1)
+        self.fc = nn.Linear(48, NUM_CLASSES)
+
+    def forward(self, x):
+        x = F.relu(self.conv5(self.units(F.relu(self.stem(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
 # ---------------------------------------------------------------- resnet50_like
 class Bottleneck(nn.Module):
     expansion = 4
@@ -352,10 +426,12 @@ _BUILDERS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int], int]] 
     "grouped_conv": (GroupedConvNet, INPUT_CHW, 104),
     "vgg_flatten": (VGGFlatten, INPUT_CHW, 105),
     "resnet50_like": (ResNet50Like, (3, 224, 224), 106),
+    "shufflenet_v1": (ShuffleNetV1, INPUT_CHW, 107),
+    "shufflenet_v2": (ShuffleNetV2, INPUT_CHW, 108),
 }
 
 NAMES: list[str] = ["resnet_blocks", "mobilenet_se", "densenet_block", "inception_block",
-                    "grouped_conv", "vgg_flatten"]
+                    "grouped_conv", "vgg_flatten", "shufflenet_v1", "shufflenet_v2"]
 LARGE: list[str] = ["resnet50_like"]
 
 
@@ -366,6 +442,11 @@ def input_shape(name: str) -> tuple[int, int, int]:
 def build_torch(name: str) -> nn.Module:
     """The seeded, eval-mode torch module (BN with random non-trivial running stats)."""
     ctor, _, seed = _BUILDERS[name]
+    return seeded(ctor, seed)
+
+
+def seeded(ctor: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``ctor()`` built under ``seed``, in eval mode, its BatchNorms given random non-trivial statistics."""
     torch.manual_seed(seed)
     model = ctor()
     gen = torch.Generator().manual_seed(seed + 1)
@@ -398,15 +479,16 @@ def _without_bn_fusion():
         rw._DEFAULT_REWRITE_RULES = saved
 
 
-def _export_torchscript(model: nn.Module, x: torch.Tensor, fold_bn: bool) -> onnx.ModelProto:
+def _export_torchscript(model: nn.Module, x: torch.Tensor, fold_bn: bool, dynamic_hw: bool = False) -> onnx.ModelProto:
     f = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (x,), f, dynamo=False, opset_version=17,
             do_constant_folding=fold_bn, training=torch.onnx.TrainingMode.EVAL,
             input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamic_axes={"input": axes, "output": {0: "batch"}},
         )
     return onnx.load_from_string(f.getvalue())
 
@@ -429,11 +511,11 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, fold_bn: bool) -> onnx.Mod
 
 
 @functools.lru_cache(maxsize=None)
-def _export_cached(name: str, exporter: str, fold_bn: bool) -> bytes:
+def _export_cached(name: str, exporter: str, fold_bn: bool, dynamic_hw: bool = False) -> bytes:
     model = build_torch(name)
     x = torch.randn(2, *input_shape(name), generator=torch.Generator().manual_seed(0))
     if exporter == "torchscript":
-        proto = _export_torchscript(model, x, fold_bn)
+        proto = _export_torchscript(model, x, fold_bn, dynamic_hw)
     elif exporter == "dynamo":
         proto = _export_dynamo(model, x, fold_bn)
     else:
@@ -443,11 +525,16 @@ def _export_cached(name: str, exporter: str, fold_bn: bool) -> bytes:
     return proto.SerializeToString()
 
 
-def export(name: str, *, exporter: str = "torchscript", fold_bn: bool) -> onnx.ModelProto:
-    """Export zoo model ``name`` (one of NAMES / LARGE); returns a fresh ModelProto copy."""
+def export(name: str, *, exporter: str = "torchscript", fold_bn: bool, dynamic_hw: bool = False) -> onnx.ModelProto:
+    """Export zoo model ``name`` (one of NAMES / LARGE); returns a fresh ModelProto copy.
+
+    ``dynamic_hw`` (torchscript only) also makes the input's height and width symbolic.
+    """
     if name not in _BUILDERS:
         raise KeyError(f"unknown exported model {name!r}; known: {NAMES + LARGE}")
-    return onnx.load_from_string(_export_cached(name, exporter, bool(fold_bn)))
+    if dynamic_hw and exporter != "torchscript":
+        raise ValueError("dynamic_hw is only supported with the torchscript exporter")
+    return onnx.load_from_string(_export_cached(name, exporter, bool(fold_bn), dynamic_hw))
 
 
 def resnet50_like() -> onnx.ModelProto:

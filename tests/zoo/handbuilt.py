@@ -6,7 +6,7 @@ Every builder takes no arguments and returns a fresh ``onnx.ModelProto`` with
   H = W = 8 unless the case says otherwise) — the batch dim is a dim_param,
 * one graph output ``output`` (``conv_to_output`` has a second one,
   ``features``),
-* opset 17 (``split_equal`` and ``reducemean_axes_input`` use opset 18),
+* opset 17 (``split_equal`` and ``reducemean_axes_input`` use opset 18, ``slice_opset9`` opset 9),
   IR version 8, no ``value_info`` (run shape inference yourself if needed),
 * seeded random weights (``np.random.default_rng(seed)``), BN / InstanceNorm
   with non-trivial statistics (random mean, positive random var).
@@ -113,16 +113,16 @@ class GraphBuilder:
         return out
 
     def conv_transpose(self, x: str, cin: int, cout: int, k: int = 2, *, stride: int = 2,
-                       bias: bool = True, name: str = "convt") -> str:
+                       bias: bool = True, group: int = 1, name: str = "convt") -> str:
         name = self.uniq(name)
-        w = self.const(self.normal((cin, cout, k, k), math.sqrt(2.0 / (cin * k * k / (stride * stride)))),
-                       f"{name}.weight")
+        fan_in = (cin // group) * k * k / (stride * stride)
+        w = self.const(self.normal((cin, cout // group, k, k), math.sqrt(2.0 / fan_in)), f"{name}.weight")
         ins = [x, w]
         if bias:
             ins.append(self.const(self.normal((cout,), 0.1), f"{name}.bias"))
         out = f"{name}_out"
         self.nodes.append(helper.make_node("ConvTranspose", ins, [out], name=name,
-                                           kernel_shape=[k, k], strides=[stride, stride]))
+                                           kernel_shape=[k, k], strides=[stride, stride], group=group))
         return out
 
     def bn(self, x: str, c: int, name: str = "bn") -> str:
@@ -632,6 +632,71 @@ def gemm_hidden() -> onnx.ModelProto:
     return g.build()
 
 
+def lrn() -> onnx.ModelProto:
+    """conv_a -> Relu -> LRN(size=3, alpha=0.5) -> conv_b -> head.
+
+    LRN divides each channel by the energy of its neighbours; removing conv_a channels
+    rewrites it with an explicit window over the kept ones (alpha is large so that a wrong
+    window shows).
+    """
+    g = GraphBuilder(60, name="lrn")
+    a = g.node("Relu", [g.conv(g.input, C_IN, C_MID, name="conv_a")])
+    x = g.node("LRN", [a], size=3, alpha=0.5, beta=0.75, bias=1.0)
+    g.head(g.conv(x, C_MID, C_MID, name="conv_b"), C_MID)
+    return g.build()
+
+
+def channel_shuffle() -> onnx.ModelProto:
+    """conv_a (8) -> Reshape [0,2,4,8,8] -> Transpose(0,2,1,3,4) -> Reshape [0,8,8,8] -> conv_b -> head.
+
+    The shuffle interleaves two groups of four channels; removal takes the same channel from
+    both groups.
+    """
+    g = GraphBuilder(61, name="channel_shuffle")
+    a = g.node("Relu", [g.conv(g.input, C_IN, C_MID, name="conv_a")])
+    x = g.node("Reshape", [a, g.i64([0, 2, C_MID // 2, 8, 8], "shuffle.shape5d")])
+    x = g.node("Transpose", [x], perm=[0, 2, 1, 3, 4])
+    x = g.node("Reshape", [x, g.i64([0, C_MID, 8, 8], "shuffle.shape4d")])
+    g.head(g.conv(x, C_MID, C_MID, name="conv_b"), C_MID)
+    return g.build()
+
+
+def slice_opset9() -> onnx.ModelProto:
+    """Opset 9: conv_a (12) -> Slice(starts=[2], ends=[10], axes=[1] as attributes) -> conv_b -> head"""
+    g = GraphBuilder(65, name="slice_opset9", opset=9)
+    a = g.conv(g.input, C_IN, 12, name="conv_a")
+    x = g.node("Slice", [a], starts=[2], ends=[10], axes=[1])
+    g.head(g.conv(x, 8, C_MID, name="conv_b"), C_MID)
+    return g.build()
+
+
+def maxpool_unpool() -> onnx.ModelProto:
+    """SegNet-style: conv_a -> MaxPool(2) with Indices -> conv_b -> MaxUnpool(conv_b, Indices) -> conv_c -> head.
+
+    The indices count positions across channels: conv_b's channels are coupled with conv_a's.
+    """
+    g = GraphBuilder(66, name="maxpool_unpool")
+    a = g.node("Relu", [g.conv(g.input, C_IN, C_MID, name="conv_a")])
+    pooled, indices = g.node("MaxPool", [a], n_out=2, kernel_shape=[2, 2], strides=[2, 2])
+    b = g.node("Relu", [g.conv(pooled, C_MID, C_MID, name="conv_b")])
+    x = g.node("MaxUnpool", [b, indices], kernel_shape=[2, 2], strides=[2, 2])
+    g.head(g.conv(x, C_MID, C_MID, name="conv_c"), C_MID)
+    return g.build()
+
+
+def _convtranspose_case(seed: int, group: int, cout: int):
+    def build() -> onnx.ModelProto:
+        g = GraphBuilder(seed, name=f"convtranspose_group{group}")
+        a = g.node("Relu", [g.conv(g.input, C_IN, C_MID, name="conv_a")])
+        x = g.node("Relu", [g.conv_transpose(a, C_MID, cout, group=group, name="convt")])
+        g.head(g.conv(x, cout, C_MID, stride=2, name="conv_b"), C_MID)
+        return g.build()
+
+    build.__doc__ = (f"conv_a (8) -> ConvTranspose(group={group}, 8 -> {cout}, k2 s2) -> conv_b (s2) -> head"
+                     + ("; depthwise: channels pass through" if group == C_MID else ""))
+    return build
+
+
 CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "conv_bias": conv_bias,
     "conv_nobias": conv_nobias,
@@ -681,41 +746,18 @@ CASES: dict[str, Callable[[], onnx.ModelProto]] = {
     "convtranspose": convtranspose,
     "matmul_fc": matmul_fc,
     "gemm_hidden": gemm_hidden,
+    "lrn": lrn,
+    "channel_shuffle": channel_shuffle,
+    "slice_opset9": slice_opset9,
+    "maxpool_unpool": maxpool_unpool,
+    "convtranspose_grouped": _convtranspose_case(67, 2, 6),
+    "convtranspose_depthwise": _convtranspose_case(68, C_MID, 2 * C_MID),
 }
 
 
 # =========================================================================
 # Cases the analysis must BLOCK (conv_a must not be pruned)
 # =========================================================================
-
-def lrn() -> onnx.ModelProto:
-    """conv_a -> LRN(size=3) -> conv_b -> head.
-
-    BLOCKED: LRN normalises each channel by a window of its neighbours, so
-    removing a channel changes the values of the surviving channels.
-    """
-    g = GraphBuilder(60, name="lrn")
-    a = g.node("Relu", [g.conv(g.input, C_IN, C_MID, name="conv_a")])
-    x = g.node("LRN", [a], size=3, alpha=1e-4, beta=0.75, bias=1.0)
-    g.head(g.conv(x, C_MID, C_MID, name="conv_b"), C_MID)
-    return g.build()
-
-
-def channel_shuffle() -> onnx.ModelProto:
-    """conv_a (8) -> Reshape [0,2,4,8,8] -> Transpose(0,2,1,3,4) -> Reshape [0,8,8,8] -> conv_b -> head.
-
-    BLOCKED: the channel dim is split into (groups, C/g) and permuted; the
-    channel index map is not something a simple per-channel analysis tracks
-    (removing one channel breaks the group structure).
-    """
-    g = GraphBuilder(61, name="channel_shuffle")
-    a = g.node("Relu", [g.conv(g.input, C_IN, C_MID, name="conv_a")])
-    x = g.node("Reshape", [a, g.i64([0, 2, C_MID // 2, 8, 8], "shuffle.shape5d")])
-    x = g.node("Transpose", [x], perm=[0, 2, 1, 3, 4])
-    x = g.node("Reshape", [x, g.i64([0, C_MID, 8, 8], "shuffle.shape4d")])
-    g.head(g.conv(x, C_MID, C_MID, name="conv_b"), C_MID)
-    return g.build()
-
 
 def softmax_channels() -> onnx.ModelProto:
     """conv_a -> Softmax(axis=1) -> conv_b -> head.
@@ -758,9 +800,22 @@ def conv_to_output() -> onnx.ModelProto:
     return g.build(outputs=("output", "features"))
 
 
+def maxout() -> onnx.ModelProto:
+    """conv_a (8) -> Reshape [0,4,2,8,8] -> ReduceMax(axis 2) -> conv_b (4 -> 8) -> head.
+
+    BLOCKED: the reduction reads the channels while they are split over two axes; onnxcar
+    maps split channels only through Reshape, Transpose and one-input elementwise ops.
+    """
+    g = GraphBuilder(69, name="maxout")
+    a = g.conv(g.input, C_IN, C_MID, name="conv_a")
+    x = g.node("Reshape", [a, g.i64([0, C_MID // 2, 2, 8, 8], "maxout.shape")])
+    x = g.node("ReduceMax", [x], axes=[2], keepdims=0)
+    g.head(g.conv(x, C_MID // 2, C_MID, name="conv_b"), C_MID)
+    return g.build()
+
+
 BLOCKED_CASES: dict[str, Callable[[], onnx.ModelProto]] = {
-    "lrn": lrn,                              # LRN mixes neighbouring channels
-    "channel_shuffle": channel_shuffle,      # Reshape/Transpose/Reshape permutes channel groups
+    "maxout": maxout,                        # a reduction over channels split by a Reshape
     "softmax_channels": softmax_channels,    # Softmax over axis 1 mixes all channels
     "custom_domain_op": custom_domain_op,    # unknown op in domain com.acme on the channel path
     "conv_to_output": conv_to_output,        # conv output is a graph output (shape is public)

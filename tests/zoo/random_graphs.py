@@ -12,6 +12,9 @@ Conv, then 1..max_blocks blocks drawn from
 * ``depthwise`` depthwise conv (group == C; channel multiplier 1 or 2) [+ BN] + act
 * ``se``        squeeze-excitation gate: GAP -> conv reduce -> Relu -> conv expand -> Sigmoid -> Mul
 * ``maxpool``   MaxPool 2x2 stride 2 (only while H >= 4)
+* ``lrn``       LRN (size 1, 3 or 5: onnxruntime runs odd sizes; alpha up to 1, so a wrong window shows)
+* ``shuffle``   channel shuffle: Reshape [0, g, C/g, H, W] -> Transpose(0,2,1,3,4) ->
+                Reshape [0, C, H, W], g a divisor of C (2..C/2); skipped when C is prime
 
 and a head: GAP -> Flatten -> Gemm, or Flatten -> Gemm directly (output ``output``,
 ``[batch, classes]``). Opset 17. All weights come from ``np.random.default_rng(seed)``
@@ -28,7 +31,7 @@ from .handbuilt import GraphBuilder
 
 __all__ = ["cnn_graphs", "BLOCK_KINDS", "ACTIVATIONS"]
 
-BLOCK_KINDS = ("conv", "residual", "concat", "split", "depthwise", "se", "maxpool")
+BLOCK_KINDS = ("conv", "residual", "concat", "split", "depthwise", "se", "maxpool", "lrn", "shuffle")
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "none")
 
 
@@ -97,6 +100,17 @@ def cnn_graphs(draw, max_blocks: int = 8, max_channels: int = 12) -> onnx.ModelP
                 continue
             x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
             hw //= 2
+        elif kind == "lrn":
+            x = g.node("LRN", [x], size=draw(st.sampled_from([1, 3, 5]), label="lrn_size"),
+                       alpha=draw(st.floats(1e-4, 1.0), label="lrn_alpha"), beta=0.75, bias=1.0)
+        elif kind == "shuffle":
+            divisors = [d for d in range(2, c // 2 + 1) if c % d == 0]
+            if not divisors:
+                continue
+            groups = draw(st.sampled_from(divisors), label="shuffle_groups")
+            x = g.node("Reshape", [x, g.i64([0, groups, c // groups, hw, hw], "shuffle.split")])
+            x = g.node("Transpose", [x], perm=[0, 2, 1, 3, 4])
+            x = g.node("Reshape", [x, g.i64([0, c, hw, hw], "shuffle.merge")])
 
     if draw(st.booleans(), label="gap_head"):
         g.head(x, c, gap=True)
