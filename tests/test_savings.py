@@ -7,7 +7,7 @@ from onnxcar.graph import analyze
 from onnxcar.graph.cost import plan_cost
 from onnxcar.graph.savings import Savings
 from onnxcar.surgery.plan import Plan
-from tests.zoo import exported, handbuilt
+from tests.zoo import exported, handbuilt, quantized
 
 MODELS = {
     "residual": lambda: exported.export("resnet_blocks", exporter="torchscript", fold_bn=False),
@@ -16,6 +16,9 @@ MODELS = {
     "flatten": lambda: exported.export("vgg_flatten", exporter="torchscript", fold_bn=True),
     "split": handbuilt.CASES["split_channels"],
     "grouped": lambda: exported.export("grouped_conv", exporter="torchscript", fold_bn=True),
+    "lrn": handbuilt.CASES["lrn"],
+    "shuffle": handbuilt.CASES["channel_shuffle"],
+    "quantized": lambda: quantized.quantized_sample(images=20),
 }
 
 
