@@ -140,6 +140,25 @@ def runner_options(command):
     return wrapper
 
 
+def backend_options(command):
+    """Adds ``--backend`` and ``--ray-address``; the command receives ``backend: BackendConfig``."""
+    from onnxcar.importance.backends import BACKENDS, BackendConfig
+
+    @functools.wraps(command)
+    def wrapper(*args, backend, ray_address, **kwargs):
+        if ray_address is not None and backend != "ray":
+            raise click.UsageError("--ray-address needs --backend ray")
+        return command(*args, backend=BackendConfig(backend, ray_address), **kwargs)
+
+    for option in reversed([
+        click.option("--backend", type=click.Choice(BACKENDS.names()), default="local", show_default=True,
+                     help="Where candidates are evaluated (" + "; ".join(f"{b.name}: {b.help}" for b in BACKENDS) + ")."),
+        click.option("--ray-address", help="A running Ray cluster, host:port (default: start a local Ray instance)."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def _layers(ctx, param, value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
 

@@ -6,7 +6,8 @@ import click
 
 import onnxcar
 from onnxcar.cli.options import (
-    criterion_option, data_options, input_shape_option, layers_option, output_options, runner_options, task_option,
+    backend_options, criterion_option, data_options, input_shape_option, layers_option, output_options,
+    runner_options, task_option,
     tie_break_option,
 )
 from onnxcar.cli.output import bars, emit_json, summary
@@ -21,6 +22,10 @@ from onnxcar.pruning.targets import target_from
 @click.option("--ratio", type=float, help="Fraction of each selected layer's filters to remove.")
 @click.option("--count", type=int, help="Number of filters to remove from each selected layer.")
 @click.option("--max-drop", type=float, help="Stop a layer before pruning-set accuracy falls this many points.")
+@click.option("--target-macs", type=float, help="Keep this fraction of the MACs, pruning globally (implies --global).")
+@click.option("--target-params", type=float, help="Keep this fraction of the parameters, pruning globally (implies --global).")
+@click.option("--global", "global_scope", is_flag=True,
+              help="One greedy loop over the filters of every selected layer; --ratio and --count count all of them.")
 @layers_option
 @click.option("--per-iter", type=click.IntRange(min=1), default=1, show_default=True, help="Filters removed per greedy iteration.")
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random criterion.")
@@ -30,27 +35,32 @@ from onnxcar.pruning.targets import target_from
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="JSON report path [default: OUTPUT with .json].")
 @data_options(required=False)
 @runner_options
+@backend_options
 @task_option
 @input_shape_option
 @output_options
-def prune_command(model, criterion, ratio, count, max_drop, layers, per_iter, random_seed, tie_break, no_verify, resume,
-                  report_path, data_spec, runner, task, input_shapes, output, force, as_json):
+def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_params, global_scope, layers, per_iter,
+                  random_seed, tie_break, no_verify, resume, report_path, data_spec, runner, backend, task, input_shapes,
+                  output, force, as_json):
     """Remove filters from MODEL and write the physically smaller model to -o.
 
     Layers are pruned one at a time; within a layer, each iteration rescores the remaining
-    filters on the network pruned so far and removes the lowest (ties: lowest index).
+    filters on the network pruned so far and removes the lowest (ties: lowest index). With
+    --global (or a --target-macs/--target-params budget), one loop runs over every selected
+    layer's filters, removing the least score per MAC or parameter saved.
     """
     if output is None:
         raise click.UsageError("missing -o/--output")
-    target = target_from(ratio, count, max_drop)
+    target = target_from(ratio, count, max_drop, target_macs, target_params)
     journal = journal_path(output)
     overwrite = force or (resume and journal.exists())  # a resumed run may finish its own half-written outputs
     output, report_path = output_paths(output, report_path, force=overwrite, source=model)
     with bars(as_json) as progress:
         result = onnxcar.prune(
             model, target=target, criterion=criterion, layers=layers, data=data_spec, input_shapes=input_shapes,
-            per_iter=per_iter,
-            seed=random_seed, verify=not no_verify, tie_break=tie_break, task="regression" if criterion == "rar" else task, runner=runner,
+            per_iter=per_iter, seed=random_seed, verify=not no_verify, tie_break=tie_break,
+            scope="global" if global_scope else "layer", task="regression" if criterion == "rar" else task,
+            runner=runner, backend=backend,
             journal=journal, resume=resume, force=force, progress=progress,
         )
     result.save(output, report=report_path, force=overwrite)

@@ -5,7 +5,9 @@ from rich.console import Console
 from rich.table import Table
 
 import onnxcar
-from onnxcar.cli.options import data_options, input_shape_option, runner_options, task_option, tie_break_option
+from onnxcar.cli.options import (
+    backend_options, data_options, input_shape_option, runner_options, task_option, tie_break_option,
+)
 from onnxcar.cli.output import bars, emit_json
 
 
@@ -14,16 +16,17 @@ from onnxcar.cli.output import bars, emit_json
 @click.option("--layer", required=True, help="Layer to score (a name from `onnxcar inspect`).")
 @data_options(required=True)
 @runner_options
+@backend_options
 @task_option
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @tie_break_option
 @input_shape_option
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-def score_command(model, layer, data_spec, runner, task, random_seed, tie_break, input_shapes, as_json):
+def score_command(model, layer, data_spec, runner, backend, task, random_seed, tie_break, input_shapes, as_json):
     """Score each filter of one layer of MODEL by CAR/RAR and by the baselines."""
     with bars(as_json) as progress:
         scores = onnxcar.score(model, data_spec, layer, task=task, seed=random_seed, tie_break=tie_break, runner=runner,
-                               input_shapes=input_shapes, progress=progress)
+                               backend=backend, input_shapes=input_shapes, progress=progress)
     if scores.blocked:
         click.echo(f"note: this layer cannot be pruned: {scores.blocked}", err=True)
     report = scores.to_dict()

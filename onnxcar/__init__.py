@@ -13,16 +13,17 @@ from onnxcar.errors import (  # noqa: E402
 )
 from onnxcar.graph.registry import register_handler  # noqa: E402
 from onnxcar.importance import register_criterion  # noqa: E402
+from onnxcar.importance.backends import BackendConfig, register_backend  # noqa: E402
 from onnxcar.pruning.run import PruneResult  # noqa: E402
-from onnxcar.pruning.targets import Count, MaxDrop, Ratio  # noqa: E402
+from onnxcar.pruning.targets import Count, Macs, MaxDrop, Params, Ratio  # noqa: E402
 from onnxcar.runners import RunnerConfig, register_runner  # noqa: E402
 
 Data = DataSpec
 """What data to read and how to preprocess it: ``onnxcar.Data("prune.npz", preprocess="cifar10")``."""
 
 __all__ = [
-    "Count", "Data", "DataError", "DataSpec", "Evaluation", "GateError", "Inspection", "MaxDrop", "ModelError",
-    "OnnxcarError", "Preprocess", "PruneResult", "Ratio", "RunnerConfig", "Scores", "UnsupportedOpError",
-    "VerificationError", "__version__", "evaluate", "finetune", "inspect", "prune", "register_criterion",
+    "BackendConfig", "Count", "Data", "DataError", "DataSpec", "Evaluation", "GateError", "Inspection", "Macs", "MaxDrop", "ModelError",
+    "OnnxcarError", "Params", "Preprocess", "PruneResult", "Ratio", "RunnerConfig", "Scores", "UnsupportedOpError",
+    "VerificationError", "__version__", "evaluate", "finetune", "inspect", "prune", "register_backend", "register_criterion",
     "register_handler", "register_runner", "score",
 ]

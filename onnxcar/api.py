@@ -21,8 +21,9 @@ import onnx
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
 from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes
-from onnxcar.importance import CRITERIA, DataScorer, make_importance
-from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch
+from onnxcar.importance import CRITERIA, make_importance
+from onnxcar.importance.backends import BackendConfig
+from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch, open_scorer
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
 from onnxcar.progress import Progress, silent
@@ -143,31 +144,30 @@ class Scores:
 
 
 def score(model: ModelLike, data: DataSpec, layer: str, *, task: str = "classification", seed: int = 0,
-          tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), input_shapes: InputShapes | None = None,
-          progress: Progress = silent) -> Scores:
+          tie_break: str = "loss", runner: RunnerConfig = RunnerConfig(), backend: BackendConfig = BackendConfig(),
+          input_shapes: InputShapes | None = None, progress: Progress = silent) -> Scores:
     """Scores each filter of ``layer`` by every registered criterion that fits the task; for
     classification, ``tie`` holds the growth of the ``tie_break`` key that orders filters of equal CAR.
-    The data's items must have the ``input_shapes``, when given.
+    The data's items must have the ``input_shapes``, when given. ``backend`` evaluates the candidates
+    (``BackendConfig("ray", address)`` on a Ray cluster).
 
     >>> scores = onnxcar.score("m.onnx", data, "conv1")
     >>> scores.by_criterion["car"].argmin()      # the filter CAR would remove first
     """
     proto, _ = _model(model)
     kind = Task(task)
-    scorer = DataScorer(_bind(proto, data, kind, runner, input_shapes), kind, runner, progress=progress)
+    resolve_input_shapes(proto, input_shapes)  # their names and static dims, before the data is read
     analysis = analyze(proto)
     group = analysis.group(layer)
     names = [c.name for c in CRITERIA if c.task in (None, kind.kind)]
     columns, tie = {}, None
-    try:
+    with open_scorer(proto, data, kind, runner, backend, input_shapes=input_shapes, progress=progress) as scorer:
         for name in names:
             keys = np.asarray(make_importance(name, scorer, seed, tie_break)(analysis, group, frozenset()), np.float64)
             columns[name] = keys if keys.ndim == 1 else keys[:, 0]
             if keys.ndim == 2:
                 tie = keys[:, 1]
         base = scorer.metric(analysis, group, frozenset())
-    finally:
-        scorer.close()
     return Scores(analysis.layer_name(group.producers[0]), kind.kind, base, columns, "; ".join(group.reasons) or None,
                   tie_break, tie)
 
@@ -184,21 +184,27 @@ def prune(
     seed: int = 0,
     verify: bool = True,
     tie_break: str = "loss",
+    scope: str = "layer",
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
+    backend: BackendConfig = BackendConfig(),
     journal: str | os.PathLike | None = None,
     resume: bool = False,
     force: bool = False,
     progress: Progress = silent,
 ) -> PruneResult:
-    """Removes filters from ``model`` by ``criterion`` until ``target`` (Ratio, Count or MaxDrop) is met.
+    """Removes filters from ``model`` by ``criterion`` until ``target`` (Ratio, Count, MaxDrop, Macs or
+    Params) is met.
 
     Layers are pruned one after another (default: every prunable group); within a layer, each
     iteration rescores the remaining filters on the network pruned so far and removes the
-    ``per_iter`` lowest. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
+    ``per_iter`` lowest. With ``scope="global"``, which ``Macs`` and ``Params`` budgets imply,
+    one loop runs over the filters of every selected layer: each iteration removes the filters
+    of least score per MAC (or parameter) saved, or of least score under a count target. Among channels of equal CAR, ``tie_break`` ``loss`` prefers the one whose
     removal grows the pruning set's cross-entropy least, ``margin`` the one that shrinks the mean
     top-1 margin least, ``index`` the lowest index. Data-driven criteria (car, rar, mean-act, apoz)
-    need ``data``. The removed model is checked against the masked original unless ``verify``
+    need ``data``; ``backend`` evaluates their candidates (``BackendConfig("ray", address)`` on a Ray
+    cluster, with the same picks). The removed model is checked against the masked original unless ``verify``
     is False: on seeded random inputs at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``; by default
     the data's shape, else the declared one), and on real items of ``data``. A model whose height
     and width are symbolic needs ``data`` or ``input_shapes`` for that check, and for its MACs
@@ -209,10 +215,11 @@ def prune(
     >>> result = onnxcar.prune("m.onnx", target=onnxcar.Ratio(0.5), criterion="l1")
     >>> result.after.params / result.before.params
     0.52
+    >>> onnxcar.prune("m.onnx", data=data, criterion="car", target=onnxcar.Macs(0.5)).after.macs
     """
     proto, source = _model(model)
-    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break)
-    return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner,
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope)
+    return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner, backend=backend,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)
 

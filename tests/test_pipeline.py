@@ -205,6 +205,17 @@ def test_the_shipped_example_recipe_is_valid(tmp_path):
     assert [p["kind"] for p in json.loads(result.stdout)["plan"]] == ["prune", "finetune", "evaluate"]
 
 
+def test_a_budget_stage_and_a_backend_table_are_read(tmp_path):
+    from onnxcar.pipeline.recipe import load_recipe
+
+    text = SMALL.replace('layers = ["conv1"]\nratio = 0.25', "target_macs = 0.5") + '\n[backend]\nkind = "ray"\n'
+    loaded = load_recipe(recipe(tmp_path, text=text))
+    config = loaded.stages[0].config
+    assert config.scope == "global" and config.target.keep == 0.5
+    assert loaded.backend.kind == "ray" and loaded.backend.address is None
+    bad = recipe(tmp_path, text=SMALL + '\n[backend]\nkind = "spark"\n')
+    result = invoke("run", bad, "--output-dir", tmp_path / "out", "--dry-run")
+    assert result.exit_code == 2 and "unknown backend 'spark'" in result.stderr, result.stderr
 DYNAMIC = """
 model = "{model}"
 {shapes}

@@ -1,14 +1,17 @@
 """Binds a data set to a model: validated inputs, and targets (labels or agreement labels)."""
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import onnx
 
-from onnxcar.data import Dataset, validate_for_model
+from onnxcar.data import Dataset, DataSpec, load_dataset, validate_for_model
 from onnxcar.errors import DataError
 from onnxcar.graph.shapes import InputShapes, check_data_shapes
-from onnxcar.importance.data import Batch
+from onnxcar.importance.backends import BackendConfig, open_backend
+from onnxcar.importance.data import Batch, DataScorer
 from onnxcar.importance.evaluator import Task
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
@@ -52,6 +55,28 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
             return Batch(inputs, outputs)
         log.info("no labels: using the original model's top-1 predictions (agreement mode)")
         return Batch(inputs, outputs.reshape(len(dataset), -1).argmax(axis=1).astype(np.int64))
+
+
+@contextlib.contextmanager
+def open_scorer(model: onnx.ModelProto, data: DataSpec | None, task: Task, runner: RunnerConfig,
+                backend: BackendConfig = BackendConfig(), *, input_shapes: InputShapes | None = None,
+                keep_groups: bool = False, progress: Progress = silent) -> Iterator[DataScorer | None]:
+    """The pruning-set scorer of ``data`` (None without data), checked against ``input_shapes`` when
+    given. Its backend connects before the data is read, so a cluster that cannot be reached fails
+    before any work; both close on exit."""
+    if data is None:
+        yield None
+        return
+    evaluation = open_backend(backend)
+    scorer = None
+    try:
+        scorer = DataScorer(make_batch(model, load_dataset(data), task, runner, input_shapes), task, runner,
+                            progress=progress, keep_groups=keep_groups, backend=evaluation)
+        yield scorer
+    finally:
+        if scorer is not None:
+            scorer.close()
+        evaluation.close()
 
 
 def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig, progress: Progress = silent) -> dict:

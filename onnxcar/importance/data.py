@@ -1,13 +1,17 @@
 """Data-driven criteria: CAR and RAR (Abbasi-Asl and Yu 2017), mean activation and APoZ (Hu et al. 2016)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
 from onnxcar.graph.analysis import Analysis, Group
+from onnxcar.graph.channels import EditKind
+from onnxcar.importance.backends import Backend
 from onnxcar.importance.evaluator import ProbeEvaluator, Task
 from onnxcar.importance.registry import CriterionInputs, register_criterion
-from onnxcar.importance.search import least_loss, tie_growth
+from onnxcar.importance.search import Pool, least_across, least_loss, tie_growth
 from onnxcar.graph.ir import export_model
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
@@ -26,17 +30,25 @@ class Batch:
 
 
 class DataScorer:
-    """Scores one group at a time on the pruning set; keeps the probe of the current group.
+    """Scores groups on the pruning set through probes (see ``surgery.probe``).
 
-    ``progress`` hears how far exhaustive scoring (every channel of a group) has come.
+    By default it keeps the probe of one group at a time, as pruning layer after layer needs;
+    ``keep_groups`` keeps one per group open (global pruning). Either way a group's cached
+    prefix activations outlive its probe while no channel they depend on is removed, so a
+    probe rebuilt after a removal further down the network reuses them.
+    ``progress`` hears how far exhaustive scoring (every channel of a group) has come; ``backend``
+    runs the candidate shards (default: in this process).
     """
 
     def __init__(self, batch: Batch, task: Task, config: RunnerConfig = RunnerConfig(), *, linear: bool = True,
-                 progress: Progress = silent):
+                 progress: Progress = silent, keep_groups: bool = False, backend: Backend | None = None):
         self.batch, self.task, self.config, self.linear, self.progress = batch, task, config, linear, progress
-        self._key, self._rank_one = None, None
-        self._evaluator: ProbeEvaluator | None = None
+        self.keep_groups, self.backend = keep_groups, backend
+        self._open: dict[int, tuple[tuple, bool, ProbeEvaluator]] = {}  # group id -> (key, rank_one, evaluator)
+        self._prefixes: dict[int, tuple[tuple, dict[str, np.ndarray]]] = {}  # group id -> (prefix key, cut tensors)
+        self._readers: tuple[int, dict[int, frozenset[str]]] | None = None  # nodes whose weights read each channel
         self._known: dict[tuple[int, frozenset[int]], float] = {}
+        self.prefix_runs = 0  # how many times a prefix ran over the data (the rest were reused)
 
     def evaluator(
         self, analysis: Analysis, group: Group, removed: frozenset[int], *, rank_one: bool | None = None
@@ -47,15 +59,41 @@ class DataScorer:
         share each call, or for the masked one (False); None takes the open evaluator as it is,
         or opens a masked one. The scorer's ``linear=False`` rules the rank-1 suffix out.
         """
-        key = (id(analysis), group.id, removed.difference(group.channels.tolist()))
-        if key == self._key and rank_one in (None, self._rank_one):
-            return self._evaluator
-        self.close()
+        outside = removed.difference(group.channels.tolist())
+        key = (id(analysis), group.id, outside)
+        entry = self._open.get(group.id)
+        if entry is not None and entry[0] == key and rank_one in (None, entry[1]):
+            return entry[2]
+        if not self.keep_groups:
+            self._release(keep=group.id)
+        if entry is not None:
+            entry[2].close()
         rank_one = bool(rank_one)
         probe = build_probe(Plan(analysis, removed), group, linear=self.linear and rank_one)
-        self._evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config)
-        self._key, self._rank_one = key, rank_one
-        return self._evaluator
+        prefix_key = self._prefix_key(analysis, probe, outside)
+        kept = self._prefixes.get(group.id)
+        cache = kept[1] if kept is not None and kept[0] == prefix_key else None
+        self.prefix_runs += cache is None and bool(probe.cut)
+        evaluator = ProbeEvaluator(probe, self.batch.inputs, self.batch.targets, self.task, self.config, cache=cache,
+                                   backend=self.backend)
+        self._prefixes[group.id] = (prefix_key, {name: evaluator.cache[name] for name in probe.cut})
+        self._open[group.id] = (key, rank_one, evaluator)
+        return evaluator
+
+    def _prefix_key(self, analysis: Analysis, probe, outside: frozenset[int]) -> tuple:
+        """What the probe's prefix activations depend on: its cut, and the removed channels whose
+        masking zeroes a weight of a prefix node (masking edits only the layers that read a channel)."""
+        if self._readers is None or self._readers[0] != id(analysis):
+            readers: dict[int, set[str]] = {}
+            for edit in analysis.tracer.edits:
+                if edit.kind is EditKind.READ:
+                    for root in np.unique(analysis.roots(edit.atoms)).tolist():
+                        readers.setdefault(root, set()).add(edit.node)
+            self._readers = (id(analysis), {root: frozenset(nodes) for root, nodes in readers.items()})
+        prefix = {node.name for node in probe.prefix.graph.node} if probe.prefix is not None else set()
+        readers = self._readers[1]
+        upstream = frozenset(c for c in outside if not prefix.isdisjoint(readers.get(c, ())))
+        return (id(analysis), probe.cut, upstream)
 
     def mask_row(self, group: Group, removed: frozenset[int]) -> np.ndarray:
         return np.array([int(c) not in removed for c in group.channels], dtype=np.float32)
@@ -91,10 +129,14 @@ class DataScorer:
         after[alive] = metrics[1:]
         return float(metrics[0]), after, growth
 
+    def _release(self, keep: int | None = None) -> None:
+        """Closes every group's evaluator, and drops its prefix activations, but ``keep``'s."""
+        for group_id in [g for g in self._open if g != keep]:
+            self._open.pop(group_id)[2].close()
+        self._prefixes = {g: v for g, v in self._prefixes.items() if g == keep}
+
     def close(self) -> None:
-        if self._evaluator is not None:
-            self._evaluator.close()
-        self._evaluator, self._key, self._rank_one = None, None, None
+        self._release()
 
 
 @dataclass
@@ -138,6 +180,24 @@ class ReductionIndex:
         for index in alive[ranking.exact]:
             self.scorer.remember(analysis, removed | group.channel_ids([index]), float(after[index]))
         return self._scores(ranking.current, after, ties), exact
+
+    def lowest_across(
+        self, analysis: Analysis, candidates: list[tuple[Group, np.ndarray]], removed: frozenset[int], count: int,
+        per: list[np.ndarray] | None, take: Callable[[int], bool],
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """:meth:`lowest` over channels of several groups (numbered group after group), least in
+        score per unit ``per`` (the cost each removal saves; None: score alone); ``take`` as in
+        ``importance.search.least_across``. Returns the scores, which are exact, and the picks."""
+        if not self.scorer.keep_groups:
+            raise ValueError("scoring across groups needs a DataScorer with keep_groups=True")
+        pools = [Pool(self.scorer.evaluator(analysis, group, removed, rank_one=False), self.scorer.mask_row(group, removed),
+                      indices, None if per is None else saved) for (group, indices), saved in zip(candidates, per or repeat(None))]
+        ranking = least_across(pools, count, self.tie_break, settle=self.count_ties or None, take=take)
+        flat = [(group, int(index)) for group, indices in candidates for index in indices]
+        for k in np.flatnonzero(ranking.exact).tolist():
+            group, index = flat[k]
+            self.scorer.remember(analysis, removed | group.channel_ids([index]), float(ranking.metrics[k]))
+        return self._scores(ranking.current, ranking.metrics, ranking.ties), ranking.exact, ranking.picks
 
     def _scores(self, current: float, after: np.ndarray, ties: np.ndarray | None) -> np.ndarray:
         scores = current - after if self.scorer.task.higher_is_better else after - current

@@ -6,10 +6,11 @@ import numpy as np
 
 from onnxcar.errors import OnnxcarError
 from onnxcar.progress import Progress, silent
+from onnxcar.importance.backends import Backend, LocalBackend
+from onnxcar.importance.shards import Layout, plan
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
-from onnxcar.surgery.linear import CANDIDATE_INPUT
-from onnxcar.surgery.probe import MASK_INPUT, Probe
+from onnxcar.surgery.probe import Probe
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,18 @@ def _margins(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 class ProbeEvaluator:
-    """Runs the prefix once over the data, then scores channel-mask rows through the suffix."""
+    """Runs the prefix once over the data, then scores channel-mask rows through the suffix, in
+    shards (see ``importance.shards``) that ``backend`` runs: here, or on a cluster."""
 
-    def __init__(self, probe: Probe, inputs: dict[str, np.ndarray], targets: np.ndarray, task: Task, config: RunnerConfig):
+    def __init__(self, probe: Probe, inputs: dict[str, np.ndarray], targets: np.ndarray, task: Task, config: RunnerConfig,
+                 *, cache: dict[str, np.ndarray] | None = None, backend: Backend | None = None):
+        """``cache``: the prefix's outputs over ``inputs``, computed earlier for the same cut."""
         self.probe, self.targets, self.task, self.config = probe, targets, task, config
         self.count = len(targets)
         self.cache = {name: inputs[name] for name in probe.passthrough}
-        if probe.cut:
+        if cache is not None:
+            self.cache.update((name, cache[name]) for name in probe.cut)
+        elif probe.cut:
             with make_runner(probe.prefix, config) as prefix:
                 chunks = [
                     prefix.run({k: v[i : i + config.batch_size] for k, v in inputs.items()}, list(probe.cut))
@@ -86,64 +92,38 @@ class ProbeEvaluator:
                 ]
             for j, name in enumerate(probe.cut):
                 self.cache[name] = np.concatenate([chunk[j] for chunk in chunks])
-        self.suffix = make_runner(probe.suffix, config)
+        self.suffix = (backend or LocalBackend()).open(probe.suffix, Layout.of(probe), self.cache, targets, task, config)
 
     def outputs(self, current: np.ndarray, candidates, samples: np.ndarray | None = None) -> np.ndarray:
         """Model outputs, shape [candidates, samples, ...], under mask ``current`` with each
         candidate channel also removed (-1: none), on every sample or on ``samples`` (indices)."""
-        return self._collect(current, candidates, samples, lambda output, targets: output)
+        return self._collect(current, candidates, samples, "outputs")
 
     def outcomes(self, current: np.ndarray, candidates, samples: np.ndarray | None = None,
                  progress: Progress = silent) -> np.ndarray:
         """Per-sample outcomes, shape [candidates, samples]; see ``outputs``."""
-        return self._collect(current, candidates, samples, self.task.outcomes, progress)
+        return self._collect(current, candidates, samples, "outcomes", progress)
 
     def outcomes_and_ties(self, current: np.ndarray, candidates, samples: np.ndarray | None = None, *,
                           tie_break: str, progress: Progress = silent) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample outcomes and tie-break values (see ``Task.tie_values``), each [candidates, samples]."""
-        task = self.task
-
-        def both(output, targets):
-            return np.stack([task.outcomes(output, targets), task.tie_values(output, targets, tie_break)], axis=-1)
-
-        pairs = self._collect(current, candidates, samples, both, progress)
+        pairs = self._collect(current, candidates, samples, tie_break, progress)
         return pairs[..., 0], pairs[..., 1]
 
-    def _collect(self, current, candidates, samples, reduce, progress: Progress = silent) -> np.ndarray:
-        """Runs the suffix in calls of at most ``batch_size`` rows and stacks ``reduce(output, targets)``."""
+    def _collect(self, current, candidates, samples, reduce: str, progress: Progress = silent) -> np.ndarray:
+        """Runs the suffix in shards of at most ``batch_size`` rows and stacks what ``reduce`` names."""
         current = np.asarray(current, dtype=np.float32).reshape(self.probe.channels)
         candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
         samples = np.arange(self.count) if samples is None else np.asarray(samples)
-        count, result = len(candidates), None
-        images = min(len(samples), max(1, self.config.batch_size // count))
-        per_call = max(1, self.config.batch_size // images)
-        for start in range(0, len(samples), images):
-            rows = samples[start : start + images]
-            chunk = {name: value[rows] for name, value in self.cache.items()}
-            for first in range(0, count, per_call):
-                block = candidates[first : first + per_call]
-                output = self.suffix.run(self._feeds(chunk, current, block))[0]
-                value = reduce(output, np.concatenate([self.targets[rows]] * len(block)))
-                value = value.reshape(len(block), len(rows), *value.shape[1:])
-                if result is None:
-                    result = np.empty((count, len(samples), *value.shape[2:]), value.dtype)
-                result[first : first + len(block), start : start + len(rows)] = value
-            progress("scoring", start + len(rows), len(samples))
+        calls = plan(candidates, samples, self.config.batch_size)
+        result = None
+        for (first, start, shard), value in zip(calls, self.suffix.run(current, [c[2] for c in calls], reduce)):
+            if result is None:
+                result = np.empty((len(candidates), len(samples), *value.shape[2:]), value.dtype)
+            result[first : first + len(shard.block), start : start + len(shard.rows)] = value
+            if first + len(shard.block) == len(candidates):
+                progress("scoring", start + len(shard.rows), len(samples))
         return result
-
-    def _feeds(self, chunk: dict[str, np.ndarray], current: np.ndarray, block: np.ndarray) -> dict[str, np.ndarray]:
-        """Candidate-major feeds: row ``j * images + i`` is candidate j on image i."""
-        untiled = {self.probe.sources[0][0]} if self.probe.linear else set()
-        feeds = {name: value if name in untiled else np.concatenate([value] * len(block)) for name, value in chunk.items()}
-        if self.probe.linear:
-            feeds[MASK_INPUT] = current[None]
-            feeds[CANDIDATE_INPUT] = np.where(block < 0, self.probe.channels, block)
-            return feeds
-        rows = np.repeat(current[None], len(block), axis=0)
-        chosen = np.flatnonzero(block >= 0)
-        rows[chosen, block[chosen]] = 0
-        feeds[MASK_INPUT] = np.repeat(rows, len(next(iter(chunk.values()))), axis=0)
-        return feeds
 
     def metric(self, current: np.ndarray, candidates, progress: Progress = silent) -> np.ndarray:
         """Accuracy or MSE with each candidate removed on top of ``current``."""

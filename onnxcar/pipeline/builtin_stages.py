@@ -52,22 +52,25 @@ class PruneStage:
         c = self.config
         result = onnxcar.prune(model, target=c.target, criterion=c.criterion, layers=c.layers,
                                data=context.data.get("prune") if self.roles else None, per_iter=c.per_iter,
-                               seed=c.seed, verify=c.verify, task=self.task, runner=context.runner,
-                               input_shapes=context.input_shapes,
+                               seed=c.seed, verify=c.verify, scope=c.scope, task=self.task, runner=context.runner,
+                               backend=context.backend, input_shapes=context.input_shapes,
                                journal=context.workdir / "prune.journal", resume=True, progress=context.progress)
         result.journal.close(remove=True)
         return StageOutput(result.model, result.report, {"pruning_metric": result.final_metric})
 
 
 @register_stage("prune", {"criterion": "str", "layers": "strs", "ratio": "float", "count": "int",
-                          "max_drop": "float", "per_iter": "int", "random_seed": "int", "verify": "bool", "task": "str"})
+                          "max_drop": "float", "target_macs": "float", "target_params": "float", "global": "bool",
+                          "per_iter": "int", "random_seed": "int", "verify": "bool", "task": "str"})
 def _prune(options: dict) -> PruneStage:
-    target = target_from(options.get("ratio"), options.get("count"), options.get("max_drop"))
+    target = target_from(options.get("ratio"), options.get("count"), options.get("max_drop"),
+                         options.get("target_macs"), options.get("target_params"))
     criterion = options.get("criterion", "l1")
     CRITERIA.get(criterion)
     task = options.get("task", "regression" if criterion == "rar" else "classification")
     config = PruneConfig(criterion, target, options.get("layers", ()), options.get("per_iter", 1),
-                         options.get("random_seed", 0), options.get("verify", True))
+                         options.get("random_seed", 0), options.get("verify", True),
+                         scope="global" if options.get("global") else "layer")
     return PruneStage(config, Task(task).kind)
 
 

@@ -28,16 +28,18 @@ from onnxcar.data.options import data_spec
 from onnxcar.pipeline.gates import GATES
 from onnxcar.pipeline.schema import RecipeError, refine, take
 from onnxcar.pipeline.stages import STAGES, Stage
+from onnxcar.importance.backends import BACKENDS, BackendConfig
 from onnxcar.runners.config import RunnerConfig
 
 ROLES = ("prune", "train", "val", "test")
-_TOP_LEVEL = {"model", "data", "stages", "gates", "runner", "outputs", "input_shapes"}
+_TOP_LEVEL = {"model", "data", "stages", "gates", "runner", "backend", "outputs", "input_shapes"}
 _DATA = {"path": "str", "preprocess": "str", "images_key": "str", "labels_key": "str", "no_labels": "bool",
          "resize": "int", "crop": "int", "mean": "floats", "std": "floats", "layout": "str", "input_name": "str",
          "limit": "int", "split": "float", "split_part": "str", "seed": "int", "archive_max_files": "int",
          "archive_max_bytes": "int"}
 _RUNNER = {"runner": "str", "device": "str", "precision": "str", "threads": "int", "batch_size": "int"}
 _OUTPUTS = {"model": "str", "report": "str"}
+_BACKEND = {"kind": "str", "address": "str"}
 # metrics every run measures at its end, whatever its stages
 ALWAYS_MEASURED = ("params", "macs", "size_bytes", "size_ratio", "latency_ms")
 
@@ -60,6 +62,7 @@ class Recipe:
     runner: RunnerConfig = RunnerConfig()
     outputs: Outputs = Outputs()
     input_shapes: dict[str, tuple[int, ...]] | None = None  # where the model leaves dims symbolic
+    backend: BackendConfig = BackendConfig()
 
     def inputs(self) -> set[Path]:
         """Every file the recipe reads, itself included."""
@@ -89,6 +92,8 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     gates = _gates(table.get("gates", {}), stages, name)
     runner = refine(name, "runner", lambda: RunnerConfig(**take(table.get("runner", {}), "runner", _RUNNER, name)))
     outputs = Outputs(**take(table.get("outputs", {}), "outputs", _OUTPUTS, name))
+    backend = BackendConfig(**take(table.get("backend", {}), "backend", _BACKEND, name))
+    BACKENDS.get(backend.kind)
     for key, value in vars(outputs).items():
         if not value or Path(value).name != value:
             raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder, got {value!r}")
@@ -98,7 +103,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if shapes is not None:
         shapes = take(shapes, "input_shapes", {key: "sizes" for key in shapes} if isinstance(shapes, dict) else {},
                       name)
-    return Recipe(source, model, data, stages, gates, runner, outputs, shapes)
+    return Recipe(source, model, data, stages, gates, runner, outputs, shapes, backend)
 
 
 def _existing(folder: Path, value: str, name: str, key: str) -> Path:

@@ -164,7 +164,8 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
     workdir = stem.with_suffix(".work")
     workdir.mkdir(exist_ok=True)
     began = time.perf_counter()
-    context = StageContext(recipe.data, recipe.runner, original, workdir, progress, recipe.input_shapes)
+    context = StageContext(recipe.data, recipe.runner, original, workdir, progress, recipe.input_shapes,
+                           recipe.backend)
     output: StageOutput = stage.run(model, context)
     record = StageRecord(stage.kind, stage.settings(), False, time.perf_counter() - began, output.report,
                          output.metrics)

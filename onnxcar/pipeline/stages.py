@@ -20,6 +20,7 @@ from onnxcar.data import DataSpec
 from onnxcar.errors import OnnxcarError
 from onnxcar.progress import Progress
 from onnxcar.registry import Registry
+from onnxcar.importance.backends import BackendConfig
 from onnxcar.runners.config import RunnerConfig
 
 
@@ -34,6 +35,7 @@ class StageContext:
     workdir: Path
     progress: Progress
     input_shapes: dict[str, tuple[int, ...]] | None = None  # the recipe's, where the model leaves dims symbolic
+    backend: BackendConfig = BackendConfig()  # where candidate evaluation runs (results do not depend on it)
 
 
 @dataclass

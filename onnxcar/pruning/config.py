@@ -3,7 +3,9 @@
 from dataclasses import dataclass
 
 from onnxcar.errors import OnnxcarError
-from onnxcar.pruning.targets import Target
+from onnxcar.pruning.targets import CostBudget, Target
+
+SCOPES = ("layer", "global")
 
 
 @dataclass(frozen=True)
@@ -17,9 +19,14 @@ class PruneConfig:
     seed: int = 0  # of the random criterion
     verify: bool = True  # check the pruned model against the masked original
     tie_break: str = "loss"  # orders channels of equal CAR: loss, margin or index
+    scope: str = "layer"  # layer: each layer to the target in turn; global: one loop over every layer's filters
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        if isinstance(self.target, CostBudget):  # a budget of the whole model is met globally
+            object.__setattr__(self, "scope", "global")
+        if self.scope not in SCOPES:
+            raise OnnxcarError(f"scope must be layer or global, got {self.scope!r}", arguments=("scope",))
         if self.per_iter < 1:
             raise OnnxcarError(f"per_iter must be at least 1, got {self.per_iter}", arguments=("per_iter",))
 
@@ -31,4 +38,5 @@ class PruneConfig:
             "per_iter": self.per_iter,
             "seed": self.seed,
             "tie_break": self.tie_break,
+            "scope": self.scope,
         }

@@ -34,10 +34,12 @@ class Removal:
     iteration: int = 0
     tie: float | None = None  # the growth of the tie-break key, where the criterion breaks ties
     tied: bool | None = None  # another candidate had the same score, so the tie-break chose; None: unknown
+    saved: int | None = None  # global pruning under a budget: the MACs or parameters the removal saved
 
     def to_dict(self) -> dict:
         return {"group": self.group, "layer": self.layer, "channel": self.channel, "score": self.score,
-                "metric": self.metric, "iteration": self.iteration, "tie": self.tie, "tied": self.tied}
+                "metric": self.metric, "iteration": self.iteration, "tie": self.tie, "tied": self.tied,
+                "saved": self.saved}
 
 
 def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:

@@ -7,15 +7,16 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnxcar.data import DataSpec, load_dataset
+from onnxcar.data import DataSpec
 from onnxcar.errors import OnnxcarError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
 from onnxcar.graph.shapes import (
     InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, tensor_shapes,
 )
-from onnxcar.importance import DataScorer, make_importance
-from onnxcar.importance.batch import make_batch
+from onnxcar.importance import make_importance
+from onnxcar.importance.backends import BackendConfig
+from onnxcar.importance.batch import open_scorer
 from onnxcar.importance.evaluator import Task
 from onnxcar.artifacts import save_with_report
 from onnxcar.io import check_output_path
@@ -23,7 +24,8 @@ from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import Removal, prune_groups, remove_and_verify, select_groups
 from onnxcar.pruning.journal import Journal, fingerprint
-from onnxcar.pruning.targets import Count, MaxDrop
+from onnxcar.pruning.global_greedy import prune_global
+from onnxcar.pruning.targets import CostBudget, Count, MaxDrop
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.surgery.plan import Plan
 
@@ -62,8 +64,9 @@ class PruneResult:
         """The JSON report (schema in the README)."""
         curves: dict[str, list] = {}
         metric = self.original_metric
+        whole = self.settings["config"]["scope"] == "global"  # one curve: iterations mix layers
         for removal in self.removals if metric is not None else ():  # curves need data
-            curve = curves.setdefault(removal.layer, [[0, metric]])
+            curve = curves.setdefault("global" if whole else removal.layer, [[0, metric]])
             curve.append([len(curve), removal.metric])
             metric = removal.metric
         return {
@@ -97,6 +100,7 @@ def prune_model(
     input_shapes: InputShapes | None = None,
     task: str = "classification",
     runner: RunnerConfig = RunnerConfig(),
+    backend: BackendConfig = BackendConfig(),
     journal: pathlib.Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -113,55 +117,57 @@ def prune_model(
     analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)
-    scorer = None
-    if data is not None:
-        dataset = load_dataset(data)
-        scorer = DataScorer(make_batch(model, dataset, task, runner), task, runner)
-        shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
-    sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
-    importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
-    layers = [analysis.layer_name(g.producers[0]) for g in groups]
-    settings = {
-        "config": {**config.to_dict(), "layers": layers},
-        "data": data.to_dict() if data is not None else None,
-        "task": task.kind,
-        "runner": runner.to_dict(),
-        "input_shapes": {name: list(shape) for name, shape in shapes.items()},
-    }
-    book = None
-    if journal is not None:
-        arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
-        book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
-                             force=force, source=source)
-    try:
-        done = _replayed(book.iterations, analysis, groups, counts) if book is not None else []
-        total = sum(counts.values())
-        finished = sum(len(batch) for batch in done)
-        progress("pruning", finished, total)
-
-        def on_iteration(batch: list[Removal]) -> None:
-            nonlocal finished
-            if book is not None:
-                book.record([r.to_dict() for r in batch])
-            finished += len(batch)
-            last = batch[-1]
-            status = last.layer if last.metric is None else f"{last.layer} metric {last.metric:.4f}"
-            progress("pruning", finished, total, status)
-
-        removals, original = prune_groups(analysis, groups, config, importance, scorer=scorer, done=done,
-                                          on_iteration=on_iteration)
-        progress("pruning", finished, finished)
+    with open_scorer(model, data, task, runner, backend, keep_groups=config.scope == "global") as scorer:
         if scorer is not None:
-            scorer.close()
-        scoring = time.perf_counter() - analysed
-        by_id = {g.id: g for g in groups}
-        removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
-        surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes,
-                                    samples=scorer.batch.inputs if scorer is not None else None)
-    except BaseException:
-        if book is not None:
-            book.close()
-        raise
+            shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
+        sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
+        importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
+        layers = [analysis.layer_name(g.producers[0]) for g in groups]
+        settings = {
+            "config": {**config.to_dict(), "layers": layers},
+            "data": data.to_dict() if data is not None else None,
+            "task": task.kind,
+            "runner": runner.to_dict(),
+            "input_shapes": {name: list(shape) for name, shape in shapes.items()},
+        }
+        book = None
+        if journal is not None:
+            arrays = (*scorer.batch.inputs.values(), scorer.batch.targets) if scorer is not None else ()
+            book = _open_journal(journal, fingerprint(model.SerializeToString(), settings, arrays), resume=resume,
+                                 force=force, source=source)
+        try:
+            done = _replayed(book.iterations, analysis, groups, counts, config.scope) if book is not None else []
+            total = None if isinstance(config.target, CostBudget) else sum(counts.values())
+            finished = sum(len(batch) for batch in done)
+            progress("pruning", finished, total)
+
+            def on_iteration(batch: list[Removal]) -> None:
+                nonlocal finished
+                if book is not None:
+                    book.record([r.to_dict() for r in batch])
+                finished += len(batch)
+                last = batch[-1]
+                status = last.layer if last.metric is None else f"{last.layer} metric {last.metric:.4f}"
+                progress("pruning", finished, total, status)
+
+            if config.scope == "global":
+                removals, original = prune_global(analysis, groups, config, importance, scorer=scorer, done=done,
+                                                  on_iteration=on_iteration, shapes=sizes)
+            else:
+                removals, original = prune_groups(analysis, groups, config, importance, scorer=scorer, done=done,
+                                                  on_iteration=on_iteration)
+            progress("pruning", finished, finished)
+            samples = scorer.batch.inputs if scorer is not None else None
+            if scorer is not None:
+                scorer.close()
+            scoring = time.perf_counter() - analysed
+            by_id = {g.id: g for g in groups}
+            removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
+            surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes, samples=samples)
+        except BaseException:
+            if book is not None:
+                book.close()
+            raise
     before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
@@ -170,12 +176,15 @@ def prune_model(
 
 
 def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig, *, has_data: bool) -> dict[int, int]:
-    """Channels to remove per group; warns where the target asks for more than a group can lose,
-    and refuses a target that removes nothing, or a budget without the data to measure it."""
+    """Channels to remove per group (global pruning: the most each may lose, which the progress
+    total adds up to the target's count); warns where the target asks for more than a group can
+    lose, and refuses a target that removes nothing, or a budget without the data to measure it."""
+    if isinstance(config.target, MaxDrop) and not has_data:
+        raise OnnxcarError("a max-drop target needs data to measure accuracy", arguments=("max_drop", "data"))
+    if config.scope == "global":
+        return _global_counts(groups, config)
     counts = {g.id: config.target.removals(g.size) for g in groups}
     if isinstance(config.target, MaxDrop):
-        if not has_data:
-            raise OnnxcarError("a max-drop target needs data to measure accuracy", arguments=("max_drop", "data"))
         return counts
     for group in groups:
         name = analysis.layer_name(group.producers[0])
@@ -189,6 +198,22 @@ def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig
     return counts
 
 
+def _global_counts(groups: list[Group], config: PruneConfig) -> dict[int, int]:
+    """Global pruning: what each group may lose at most, spread so that the counts add up to the
+    target's number of filters (all that may go, under a budget of MACs or parameters)."""
+    most = {g.id: g.size - 1 for g in groups}
+    if isinstance(config.target, CostBudget):
+        return most
+    wanted = config.target.removals(sum(g.size for g in groups))
+    if wanted == 0:
+        raise OnnxcarError("the target removes no filter from the selected layers; raise it",
+                           arguments=("ratio", "count"))
+    counts = {}
+    for group_id, limit in most.items():
+        counts[group_id] = min(limit, wanted - sum(counts.values()))
+    return counts
+
+
 def _open_journal(path: pathlib.Path, run_id: str, *, resume: bool, force: bool, source: str | None) -> Journal:
     check_output_path(path, force=True, source=source)  # never a file the input model reads
     if path.exists() and not (resume or force):
@@ -198,9 +223,10 @@ def _open_journal(path: pathlib.Path, run_id: str, *, resume: bool, force: bool,
 
 
 def _replayed(
-    iterations: list[list[dict]], analysis: Analysis, groups: list[Group], counts: dict[int, int]
+    iterations: list[list[dict]], analysis: Analysis, groups: list[Group], counts: dict[int, int], scope: str
 ) -> list[list[Removal]]:
-    """The journal's iterations as removals, each entry checked against the groups this run prunes."""
+    """The journal's iterations as removals, each entry checked against the groups this run prunes
+    (in their order, unless the run is global)."""
     by_id = {g.id: g for g in groups}
     names = {g.id: analysis.layer_name(g.producers[0]) for g in groups}
     position = {g.id: i for i, g in enumerate(groups)}
@@ -216,7 +242,7 @@ def _replayed(
             if not 0 <= removal.channel < group.size or removal.channel in seen[group.id]:
                 raise OnnxcarError(f"the journal removes channel {removal.channel} of {removal.layer} twice or out of "
                                    f"range (it has {group.size}); delete it to start afresh")
-            if position[group.id] < last:
+            if scope == "layer" and position[group.id] < last:
                 raise OnnxcarError("the journal prunes layers out of order; delete it to start afresh")
             seen[group.id].add(removal.channel)
             last = position[group.id]
@@ -224,7 +250,8 @@ def _replayed(
         if not batch:
             raise OnnxcarError("the journal holds an empty iteration; delete it to start afresh")
         done.append(batch)
-    over = [g for g in groups if len(seen[g.id]) > counts[g.id]]
+    over = [g for g in groups if len(seen[g.id]) > counts[g.id]] if scope == "layer" else (
+        [g for g in groups if len(seen[g.id]) >= g.size] or sum(map(len, seen.values())) > sum(counts.values()))
     if over:
         raise OnnxcarError("the journal removes more channels than the target allows; delete it to start afresh")
     return done
@@ -234,7 +261,7 @@ def _removal(entry: dict) -> Removal | None:
     """The removal an entry records, or None when a field is missing or of the wrong type."""
     number = (int, float)
     checks = {"group": int, "layer": str, "channel": int, "score": number, "iteration": int}
-    optional = {"metric": number, "tie": number, "tied": bool}
+    optional = {"metric": number, "tie": number, "tied": bool, "saved": int}
     if set(entry) != {*checks, *optional}:
         return None
     if any(isinstance(entry[k], bool) or not isinstance(entry[k], t) for k, t in checks.items()):
@@ -245,4 +272,5 @@ def _removal(entry: dict) -> Removal | None:
             return None
     number_or_none = lambda v: None if v is None else float(v)  # noqa: E731
     return Removal(entry["group"], entry["layer"], entry["channel"], float(entry["score"]),
-                   number_or_none(entry["metric"]), entry["iteration"], number_or_none(entry["tie"]), entry["tied"])
+                   number_or_none(entry["metric"]), entry["iteration"], number_or_none(entry["tie"]), entry["tied"],
+                   entry["saved"])
