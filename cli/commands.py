@@ -7,4 +7,8 @@ from onnxcar.cli.prune_cmd import prune_command
 from onnxcar.cli.run_cmd import run_command
 from onnxcar.cli.score_cmd import score_command
 
+# compress: Deep Compression after filter pruning
+from onnxcar.cli.compress_cmd import compress_command, decompress_command  # noqa: E402
+
 ALL = [inspect_command, eval_command, score_command, prune_command, finetune_command, run_command]
+ALL += [compress_command, decompress_command]
