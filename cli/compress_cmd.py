@@ -59,6 +59,8 @@ def _values(base: LayerValues | None):
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
               help="Of both fine-tuning stages.")
 @click.option("--train-batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--teacher", type=click.Path(dir_okay=False),
+              help="Fine-tuning distils from this model (e.g. the original), half cross-entropy, half distillation.")
 @click.option("--container", type=click.Path(dir_okay=False), help="The compressed container [default: OUTPUT with .onnxz].")
 @click.option("--resume", is_flag=True, help="Continue killed fine-tuning from its checkpoints (OUTPUT.<stage>.ckpt).")
 @runner_options
@@ -66,7 +68,7 @@ def _values(base: LayerValues | None):
 @click.pass_context
 def compress_command(ctx, model, data_spec, val_path, test_path, original, sparsity, max_drop, scan_step, bits,
                      index_bits, codebook_dtype, layers, retrain_epochs, retrain_lr, finetune_epochs, finetune_lr,
-                     optimizer, train_batch_size, container, resume, runner, output, force, as_json):
+                     optimizer, train_batch_size, teacher, container, resume, runner, output, force, as_json):
     """Deep Compression of MODEL: weight pruning, weight sharing, trained quantization, Huffman coding.
 
     Writes the runnable model (-o; its weights hold only the shared values), the container that
@@ -95,15 +97,15 @@ def compress_command(ctx, model, data_spec, val_path, test_path, original, spars
             path.unlink(missing_ok=True)
     onnx_model = load_model(model)
     select_layers(onnx_model, config)  # settings that name no layer fail before any long work
-    original_model = None if original is None else load_model(original)
+    original_model, teacher_model = (None if path is None else load_model(path) for path in (original, teacher))
     specs = {"data": data_spec, "val_data": _like(data_spec, val_path), "test_data": _like(data_spec, test_path)}
     val, test = (None if specs[k] is None else load_dataset(specs[k]) for k in ("val_data", "test_data"))
     with progress_bars(quiet=ctx.find_root().obj["quiet"] or as_json) as progress:
         result = compress(onnx_model, config, load_dataset(data_spec), val=val, test=test, original=original_model,
-                          checkpoint=output, resume=resume, progress=progress)
+                          teacher=teacher_model, checkpoint=output, resume=resume, progress=progress)
     save_model(result.model, output, force=force, source=model)
     atomic_write(container, lambda f: f.write(result.container))
-    report = {"model": str(model), "original": original or str(model), "output": str(output),
+    report = {"model": str(model), "original": original or str(model), "teacher": teacher, "output": str(output),
               "container": str(container), "config": config.to_dict(),
               **{k: None if v is None else v.to_dict() for k, v in specs.items()}, **result.to_dict()}
     write_json(report, report_path)

@@ -17,8 +17,8 @@ def round_trip(weights: np.ndarray, width: int):
     out = Writer()
     stats = encode_tensor(weights, width, out, "w")
     reader = Reader(bytes(out.data))
-    back = decode_tensor(reader, weights.size, "w")
-    assert reader.left == 0 and stats.bytes == len(out)
+    back, decoded = decode_tensor(reader, weights.size, "w")
+    assert reader.left == 0 and stats.bytes == len(out) and decoded == stats
     return back, stats
 
 

@@ -12,7 +12,7 @@ from onnxcar.cli.main import main
 from onnxcar.compress import pack, size_table, unpack
 from onnxcar.compress.bytestream import Reader, Writer
 from onnxcar.compress.codec import decode_tensor, encode_tensor
-from onnxcar.compress.container import MAGIC, VERSION
+from onnxcar.compress.container import MAGIC, VERSION, unpack_with_layout
 from onnxcar.compress.kmeans import share_weights
 from onnxcar.compress.layers import weight_layers
 from onnxcar.compress.magnitude import prune_smallest
@@ -62,6 +62,8 @@ def test_size_table_adds_up_to_the_container(packed):
         spans[init.name] = reader.offset - start
     assert reader.left == 0
     assert spans == {r.tensor: r.compressed_bytes for r in table.layers}
+    # and the decoder's account of the file is the encoder's
+    assert size_table(unpack_with_layout(container.data)[1], layers, model) == table
     whole = table.totals()[-1]
     assert whole.compressed_bytes == len(container.data) and whole.original_bytes == model.ByteSize()
 

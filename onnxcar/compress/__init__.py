@@ -5,9 +5,9 @@ Importing this package does not import torch; only the fine-tuning stages need i
 """
 
 from onnxcar.compress.config import CompressConfig, LayerValues
-from onnxcar.compress.container import pack, unpack
+from onnxcar.compress.container import pack, unpack, unpack_with_layout
 from onnxcar.compress.pipeline import CompressResult, checkpoint_paths, compress
 from onnxcar.compress.sizes import SizeTable, format_table, size_table
 
 __all__ = ["CompressConfig", "CompressResult", "LayerValues", "SizeTable", "checkpoint_paths", "compress",
-           "format_table", "pack", "size_table", "unpack"]
+           "format_table", "pack", "size_table", "unpack", "unpack_with_layout"]

@@ -87,8 +87,10 @@ def encode_tensor(weights: np.ndarray, width: int, out: Writer, what: str) -> Re
     )
 
 
-def decode_tensor(reader: Reader, size: int, what: str) -> np.ndarray:
-    """The float32 weights (flat, ``size`` of them) of the record at the reader; Corrupt if it is not one."""
+def decode_tensor(reader: Reader, size: int, what: str) -> tuple[np.ndarray, RecordStats]:
+    """The float32 weights (flat, ``size`` of them) of the record at the reader, and what the record holds;
+    Corrupt if it is not a record."""
+    start = reader.offset
     flags = reader.u8(f"{what}: flags")
     width = flags & 0x0F
     if flags & ~(0x0F | _FLOAT16) or not 1 <= width <= MAX_WIDTH:
@@ -106,11 +108,11 @@ def decode_tensor(reader: Reader, size: int, what: str) -> np.ndarray:
     bits = bitarray(endian="big")
     bits.frombytes(stream)
     try:
-        gap_code, offset = Code.read(bits, 0, 1 << width)
-        value_code, offset = Code.read(bits, offset, count + 1)
-        gaps, used = gap_code.decode(bits[offset:], entries)
-        values, more = value_code.decode(bits[offset + used:], entries)
-        offset += used + more
+        gap_code, table_bits = Code.read(bits, 0, 1 << width)
+        value_code, table_bits = Code.read(bits, table_bits, count + 1)
+        gaps, position_bits = gap_code.decode(bits[table_bits:], entries)
+        values, value_bits = value_code.decode(bits[table_bits + position_bits:], entries)
+        offset = table_bits + position_bits + value_bits
         if len(bits) - offset >= 8 or bits[offset:].any():
             raise ValueError("the bit stream does not end where its codes do")
         symbols = from_entries(gaps, values, size, width, filler=count)
@@ -119,4 +121,9 @@ def decode_tensor(reader: Reader, size: int, what: str) -> np.ndarray:
     patterns = np.zeros(size, dtype=np.uint32)
     kept = symbols >= 0
     patterns[kept] = codebook[symbols[kept]]
-    return patterns.view(np.float32)
+    stats = RecordStats(
+        size=size, kept=int(kept.sum()), entries=entries, codebook=count, width=width, codebook_bytes=len(raw),
+        table_bits=table_bits, position_bits=position_bits, value_bits=value_bits, stream_bytes=len(stream),
+        bytes=reader.offset - start,
+    )
+    return patterns.view(np.float32), stats

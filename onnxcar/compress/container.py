@@ -95,13 +95,18 @@ def read(path: str | os.PathLike) -> onnx.ModelProto:
 
 def unpack(data: bytes, source: str = "the container") -> onnx.ModelProto:
     """The model a container holds; ModelError (one line, naming ``source``) for anything that is not a valid container."""
+    return unpack_with_layout(data, source)[0]
+
+
+def unpack_with_layout(data: bytes, source: str = "the container") -> tuple[onnx.ModelProto, Packed]:
+    """The model a container holds, and where its bytes went (as ``pack`` reports it)."""
     try:
         return _unpack(data)
     except Corrupt as err:
         raise ModelError(f"cannot read {source}: {err}") from None
 
 
-def _unpack(data: bytes) -> onnx.ModelProto:
+def _unpack(data: bytes) -> tuple[onnx.ModelProto, Packed]:
     if len(data) < _FRAMING or data[: len(MAGIC)] != MAGIC:
         raise Corrupt("not an onnxcar container (no ONXZ header)")
     if data[len(MAGIC)] != VERSION:
@@ -111,10 +116,12 @@ def _unpack(data: bytes) -> onnx.ModelProto:
     reader = Reader(data[:-4], len(MAGIC) + 1)
     expected_crc = reader.u32("model checksum")
     model = _inflate(reader.blob("compressed model"))
+    skeleton_bytes = reader.offset - len(MAGIC) - 1 - 4
     initializers = model.graph.initializer
     count = reader.varint("number of coded tensors", len(initializers))
-    restored = 0
+    restored, records, record_bytes = 0, {}, {}
     for _ in range(count):
+        start = reader.offset
         position = reader.varint("tensor index", len(initializers) - 1)
         init = initializers[position]
         what = f"initializer {init.name!r}"
@@ -124,7 +131,9 @@ def _unpack(data: bytes) -> onnx.ModelProto:
         restored += 4 * size
         if restored > MAX_MODEL_BYTES:
             raise Corrupt("the coded tensors add up to more than 2 GB")
-        init.raw_data = decode_tensor(reader, size, what).astype("<f4").tobytes()
+        weights, records[init.name] = decode_tensor(reader, size, what)
+        init.raw_data = weights.astype("<f4").tobytes()
+        record_bytes[init.name] = reader.offset - start
     if reader.left:
         raise Corrupt(f"{reader.left} bytes follow the last record")
     if zlib.crc32(model.SerializeToString()) != expected_crc:
@@ -133,7 +142,8 @@ def _unpack(data: bytes) -> onnx.ModelProto:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as err:
         raise Corrupt(f"the restored model fails the ONNX checker: {' '.join(str(err).split())[:200]}") from None
-    return model
+    framing = len(data) - skeleton_bytes - sum(record_bytes.values())
+    return model, Packed(data, records, record_bytes, skeleton_bytes, framing)
 
 
 def _inflate(deflated: bytes) -> onnx.ModelProto:

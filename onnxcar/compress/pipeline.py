@@ -69,17 +69,18 @@ def select_layers(model: onnx.ModelProto, config: CompressConfig) -> list[Weight
 
 
 def compress(model: onnx.ModelProto, config: CompressConfig, data: Dataset, *, val: Dataset | None = None,
-             test: Dataset | None = None, original: onnx.ModelProto | None = None, checkpoint: Path | None = None,
-             resume: bool = False, progress: Progress = silent) -> CompressResult:
+             test: Dataset | None = None, original: onnx.ModelProto | None = None,
+             teacher: onnx.ModelProto | None = None, checkpoint: Path | None = None, resume: bool = False,
+             progress: Progress = silent) -> CompressResult:
     """Compresses ``model``'s weight layers; ``original`` is the model before filter pruning (default: ``model``).
 
-    ``data`` trains the fine-tuning stages; ``val`` (default ``data``) picks their best
-    epoch, runs the sensitivity scan and is measured after every stage, as ``test`` is when
-    given. ``checkpoint`` is the prefix of the fine-tuning checkpoints (see
-    ``checkpoint_paths``); ``resume`` continues from them.
+    ``data`` trains the fine-tuning stages, distilling from ``teacher`` when given; ``val``
+    (default ``data``) picks their best epoch, runs the sensitivity scan and is measured
+    after every stage, as ``test`` is when given. ``checkpoint`` is the prefix of the
+    fine-tuning checkpoints (see ``checkpoint_paths``); ``resume`` continues from them.
     """
     layers = select_layers(model, config)
-    run = _Run(model, config, data, val or data, test, checkpoint, resume, progress)
+    run = _Run(model, config, data, val or data, test, teacher, checkpoint, resume, progress)
     weights = {layer.tensor: _array(model, layer.tensor) for layer in layers}
     run.measure("input", model)
 
@@ -132,8 +133,9 @@ def compress(model: onnx.ModelProto, config: CompressConfig, data: Dataset, *, v
 class _Run:
     """The data, measurements, timings and fine-tuning stages of one compression run."""
 
-    def __init__(self, model, config: CompressConfig, data, val, test, checkpoint, resume, progress):
-        self.config, self.data, self.val, self.resume, self.progress = config, data, val, resume, progress
+    def __init__(self, model, config: CompressConfig, data, val, test, teacher, checkpoint, resume, progress):
+        self.config, self.data, self.val, self.teacher = config, data, val, teacher
+        self.resume, self.progress = resume, progress
         self.task = Task()
         self.val_batch = make_batch(model, val, self.task, config.runner)
         self.test_batch = None if test is None else make_batch(model, test, self.task, config.runner)
@@ -168,7 +170,7 @@ class _Run:
         def on_epoch(record: dict) -> None:
             log.info("%s epoch %d: %s", stage, record["epoch"], record)
 
-        result = finetune(model, self.data, self.val, config, checkpoint=self.checkpoints.get(stage),
+        result = finetune(model, self.data, self.val, config, teacher=self.teacher, checkpoint=self.checkpoints.get(stage),
                           resume=self.resume, on_batch=on_batch, on_epoch=on_epoch, shared=shared)
         self.summaries[stage] = result.summary()
         self.timings[stage] = result.seconds
