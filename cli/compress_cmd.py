@@ -6,27 +6,20 @@ import hashlib
 import click
 
 from onnxcar.bridge.finetune_config import FinetuneConfig
-from onnxcar.cli.options import data_options, output_options, runner_options
-from onnxcar.cli.progress import progress_bars
+from onnxcar.cli.options import data_options, layers_option, output_options, runner_options
+from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.compress import CompressConfig, LayerValues, checkpoint_paths, compress, format_table
 from onnxcar.compress.config import DEFAULT_BITS, DEFAULT_INDEX_BITS
 from onnxcar.compress.container import read
-from onnxcar.compress.pipeline import select_layers
-from onnxcar.data import load_dataset
 from onnxcar.errors import OnnxcarError
-from onnxcar.io import atomic_write, check_output_path, load_model, save_model
-from onnxcar.report import dumps, write_json
-
-
-def _layers(ctx, param, value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+from onnxcar.io import check_output_path, save_model
 
 
 def _values(base: LayerValues | None):
     def parse(ctx, param, value: str | None) -> LayerValues | None:
         if value is None:
             return base
-        return LayerValues.parse(value, f"--{param.name.replace('_', '-')}", base)
+        return LayerValues.parse(value, param.name, base)
 
     return parse
 
@@ -49,7 +42,7 @@ def _values(base: LayerValues | None):
               "or kind  [default: conv=4,fc=5].")
 @click.option("--codebook-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="How shared values are stored (they are rounded to it).")
-@click.option("--layers", callback=_layers, help="Comma-separated weight layers to compress; default: all.")
+@layers_option
 @click.option("--retrain-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fine-tune the pruned float weights (zeros stay zero) before weight sharing.")
 @click.option("--retrain-lr", type=float, default=0.01, show_default=True)
@@ -60,13 +53,12 @@ def _values(base: LayerValues | None):
               help="Of both fine-tuning stages.")
 @click.option("--train-batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--teacher", type=click.Path(dir_okay=False),
-              help="Fine-tuning distils from this model (e.g. the original), half cross-entropy, half distillation.")
+              help="Fine-tuning distils from this model (e.g. the original): half cross-entropy, half distillation.")
 @click.option("--container", type=click.Path(dir_okay=False), help="The compressed container [default: OUTPUT with .onnxz].")
 @click.option("--resume", is_flag=True, help="Continue killed fine-tuning from its checkpoints (OUTPUT.<stage>.ckpt).")
 @runner_options
 @output_options
-@click.pass_context
-def compress_command(ctx, model, data_spec, val_path, test_path, original, sparsity, max_drop, scan_step, bits,
+def compress_command(model, data_spec, val_path, test_path, original, sparsity, max_drop, scan_step, bits,
                      index_bits, codebook_dtype, layers, retrain_epochs, retrain_lr, finetune_epochs, finetune_lr,
                      optimizer, train_batch_size, teacher, container, resume, runner, output, force, as_json):
     """Deep Compression of MODEL: weight pruning, weight sharing, trained quantization, Huffman coding.
@@ -87,37 +79,22 @@ def compress_command(ctx, model, data_spec, val_path, test_path, original, spars
         codebook_dtype=codebook_dtype, retrain=stage(retrain_epochs, retrain_lr),
         finetune=stage(finetune_epochs, finetune_lr), runner=runner,
     )
-    outputs = [output, container or output.with_suffix(".onnxz"), output.with_suffix(".json")]
-    output, container, report_path = (check_output_path(p, force=force, source=model) for p in outputs)
-    if len({output.resolve(), container.resolve(), report_path.resolve()}) < 3:
-        raise OnnxcarError(f"the model, container and report paths must differ (got {output}, {container})")
-    checkpoints = checkpoint_paths(output)
+    for path in (output, container or output.with_suffix(".onnxz"), output.with_suffix(".json")):
+        check_output_path(path, force=force, source=model)  # before hours of work, not after
     if force and not resume:
-        for path in checkpoints.values():
+        for path in checkpoint_paths(output).values():
             path.unlink(missing_ok=True)
-    onnx_model = load_model(model)
-    select_layers(onnx_model, config)  # settings that name no layer fail before any long work
-    original_model, teacher_model = (None if path is None else load_model(path) for path in (original, teacher))
-    specs = {"data": data_spec, "val_data": _like(data_spec, val_path), "test_data": _like(data_spec, test_path)}
-    val, test = (None if specs[k] is None else load_dataset(specs[k]) for k in ("val_data", "test_data"))
-    with progress_bars(quiet=ctx.find_root().obj["quiet"] or as_json) as progress:
-        result = compress(onnx_model, config, load_dataset(data_spec), val=val, test=test, original=original_model,
-                          teacher=teacher_model, checkpoint=output, resume=resume, progress=progress)
-    save_model(result.model, output, force=force, source=model)
-    atomic_write(container, lambda f: f.write(result.container))
-    report = {"model": str(model), "original": original or str(model), "teacher": teacher, "output": str(output),
-              "container": str(container), "config": config.to_dict(),
-              **{k: None if v is None else v.to_dict() for k, v in specs.items()}, **result.to_dict()}
-    write_json(report, report_path)
-    for path in checkpoints.values():
-        path.unlink(missing_ok=True)
+    with bars(as_json) as progress:
+        result = compress(model, config, data_spec, val=_like(data_spec, val_path), test=_like(data_spec, test_path),
+                          original=original, teacher=teacher, checkpoint=output, resume=resume, progress=progress)
+    output, container, report_path = result.save(output, container=container, force=force)
     if as_json:
-        click.echo(dumps(report))
+        emit_json({**result.report, "output": str(output), "container": str(container)})
         return
-    click.echo(format_table(result.sizes))
-    click.echo("top-1 after each stage: " + "; ".join(
+    summary(format_table(result.sizes))
+    summary("top-1 after each stage: " + "; ".join(
         f"{r['stage']} {r['val']:.2%}" + (f" (test {r['test']:.2%})" if "test" in r else "") for r in result.accuracy))
-    click.echo(f"wrote {output}, {container} ({len(result.container):,} bytes) and {report_path}")
+    summary(f"wrote {output}, {container} ({len(result.container):,} bytes) and {report_path}")
 
 
 def _like(spec, path: str | None):
@@ -139,6 +116,6 @@ def decompress_command(container, output, force, as_json):
     report = {"container": str(container), "output": str(output), "bytes": len(data),
               "sha256": hashlib.sha256(data).hexdigest()}
     if as_json:
-        click.echo(dumps(report))
+        emit_json(report)
     else:
-        click.echo(f"restored {output} ({len(data):,} bytes, sha256 {report['sha256'][:16]}...)")
+        summary(f"restored {output} ({len(data):,} bytes, sha256 {report['sha256'][:16]}...)")

@@ -43,8 +43,8 @@ def toy(tmp_path_factory) -> Path:
     return folder
 
 
-def toy_data(toy: Path, name: str):
-    return load_dataset(DataSpec(str(toy / f"{name}.npz"), preprocess=Preprocess.preset("none")))
+def toy_data(toy: Path, name: str) -> DataSpec:
+    return DataSpec(str(toy / f"{name}.npz"), preprocess=Preprocess.preset("none"))
 
 
 def test_weight_layers_of_the_sample():
@@ -152,8 +152,7 @@ def test_compress_toy_end_to_end(toy):
         for k in np.unique(before.index[before.index >= 0]):  # each centroid's weights still share one, new value
             values = after[before.index == k]
             assert np.all(values == values[0]) and values[0] != before.centroids[k]
-    json.dumps(result.to_dict())
-    assert result.sizes.container_bytes == len(result.container)
+    assert json.loads(json.dumps(result.report))["sizes"]["container_bytes"] == len(result.container)
 
 
 def test_fine_tuning_stages_resume_from_their_checkpoints(toy, tmp_path):
@@ -170,6 +169,8 @@ def test_fine_tuning_stages_resume_from_their_checkpoints(toy, tmp_path):
     again = compress(model, config, train, val=val, checkpoint=prefix, resume=True)
     assert again.container == first.container
     assert again.finetuning["quantize"]["history"] == first.finetuning["quantize"]["history"]
+    again.save(prefix)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.onnx", "out.onnxz"]
 
 
 def test_sensitivity_scan_keeps_the_whole_model_within_the_budget(toy):
@@ -210,8 +211,8 @@ def test_restored_models_equal_the_runnable_one_and_run(name):
 
 def test_compress_the_sample_without_fine_tuning():
     model = load_model(SAMPLE)
-    data = load_dataset(DataSpec(str(ROOT / "samples" / "cifar10_prune_1000.npz"),
-                                 preprocess=Preprocess.preset("cifar10"), limit=100))
+    data = DataSpec(str(ROOT / "samples" / "cifar10_prune_1000.npz"), preprocess=Preprocess.preset("cifar10"),
+                    limit=100)
     config = CompressConfig(sparsity=LayerValues.parse("conv=0.5,fc=0.8", "s"), bits=LayerValues.parse("conv=5,fc=4", "b"))
     result = compress(model, config, data)
     rows = {r.layer: r for r in result.sizes.layers}
@@ -223,7 +224,7 @@ def test_compress_the_sample_without_fine_tuning():
 
 def test_the_int8_path_is_onnxruntimes(toy):
     model = load_model(toy / "model.onnx")
-    quantized = quantize_int8(model, toy_data(toy, "val"), batch_size=16)
+    quantized = quantize_int8(model, load_dataset(toy_data(toy, "val")), batch_size=16)
     ops = {n.op_type for n in quantized.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
     weights = {i.name: numpy_helper.to_array(i) for i in quantized.graph.initializer}

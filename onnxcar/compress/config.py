@@ -31,13 +31,13 @@ class LayerValues:
             try:
                 number = float(value)
             except ValueError:
-                raise OnnxcarError(f"{what}: expected a number or name=number, got {part!r}") from None
+                raise OnnxcarError(f"{what}: expected a number or name=number, got {part!r}", arguments=(what,)) from None
             if key:
                 named[key.strip()] = number
             elif default is None:
                 default = number
             else:
-                raise OnnxcarError(f"{what}: two values for every layer in {text!r}")
+                raise OnnxcarError(f"{what}: two values for every layer in {text!r}", arguments=(what,))
         if base is not None and default is None:
             default, named = base.default, {**dict(base.named), **named}
         return cls(default, tuple(named.items()))
@@ -50,7 +50,7 @@ class LayerValues:
                 return named[key]
         value = self.default if self.default is not None else fallback
         if value is None:
-            raise OnnxcarError(f"{what} gives no value for layer {layer.name}")
+            raise OnnxcarError(f"{what} gives no value for layer {layer.name}", arguments=(what,))
         return value
 
     def check(self, layers: list[WeightLayer], what: str) -> None:
@@ -59,7 +59,8 @@ class LayerValues:
         unknown = [key for key, _ in self.named if key not in known]
         if unknown:
             raise OnnxcarError(f"{what} names {unknown[0]!r}, which is no layer being compressed "
-                               f"({', '.join(layer.name for layer in layers)}) nor a kind ({', '.join(KINDS)})")
+                               f"({', '.join(layer.name for layer in layers)}) nor a kind ({', '.join(KINDS)})",
+                               arguments=(what,))
 
     def values(self) -> list[float]:
         return [v for v in (self.default, *(v for _, v in self.named)) if v is not None]
@@ -97,19 +98,22 @@ class CompressConfig:
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
     def __post_init__(self):
-        if (self.sparsity is None) == (self.max_drop is None):
-            raise OnnxcarError("give exactly one of sparsity and max_drop")
         checks = {
-            "sparsity must lie in [0, 1)": all(0 <= s < 1 for s in (self.sparsity.values() if self.sparsity else [])),
-            "max_drop must not be negative": self.max_drop is None or self.max_drop >= 0,
-            "bits must be whole numbers from 1 to 8": _whole(self.bits, 1, 8),
-            f"index bits must be whole numbers from 1 to {MAX_WIDTH}": _whole(self.index_bits, 1, MAX_WIDTH),
-            "scan_step must lie in (0, 0.5]": 0 < self.scan_step <= 0.5,
-            f"codebook_dtype must be one of {', '.join(CODEBOOK_DTYPES)}": self.codebook_dtype in CODEBOOK_DTYPES,
+            "give exactly one of sparsity and max_drop": ((self.sparsity is None) != (self.max_drop is None),
+                                                          ("sparsity", "max_drop")),
+            "sparsity must lie in [0, 1)": (all(0 <= s < 1 for s in (self.sparsity.values() if self.sparsity else [])),
+                                            ("sparsity",)),
+            "max_drop must not be negative": (self.max_drop is None or self.max_drop >= 0, ("max_drop",)),
+            "bits must be whole numbers from 1 to 8": (_whole(self.bits, 1, 8), ("bits",)),
+            f"index bits must be whole numbers from 1 to {MAX_WIDTH}": (_whole(self.index_bits, 1, MAX_WIDTH),
+                                                                        ("index_bits",)),
+            "scan_step must lie in (0, 0.5]": (0 < self.scan_step <= 0.5, ("scan_step",)),
+            f"codebook_dtype must be one of {', '.join(CODEBOOK_DTYPES)}": (self.codebook_dtype in CODEBOOK_DTYPES,
+                                                                            ("codebook_dtype",)),
         }
-        failed = [message for message, ok in checks.items() if not ok]
+        failed = [(message, arguments) for message, (ok, arguments) in checks.items() if not ok]
         if failed:
-            raise OnnxcarError(failed[0])
+            raise OnnxcarError(failed[0][0], arguments=failed[0][1])
 
     def to_dict(self) -> dict:
         return {

@@ -2,14 +2,16 @@
 entropy coding, each stage measured; the result is a runnable model and the container that restores it."""
 
 import logging
+import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from onnxcar.artifacts import output_paths, save_with_report
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.writeback import set_initializers
 from onnxcar.compress.config import CompressConfig
@@ -19,10 +21,12 @@ from onnxcar.compress.layers import WeightLayer, weight_layers
 from onnxcar.compress.magnitude import prune_smallest
 from onnxcar.compress.sensitivity import Sensitivity, scan
 from onnxcar.compress.sizes import SizeTable, size_table
-from onnxcar.data import Dataset
-from onnxcar.errors import VerificationError
+from onnxcar.data import DataSpec, load_dataset
+from onnxcar.errors import OnnxcarError, VerificationError
 from onnxcar.importance.batch import evaluate, make_batch
 from onnxcar.importance.evaluator import Task
+from onnxcar.api import ModelLike, _model as load_model_like
+from onnxcar.io import atomic_write, check_output_path
 from onnxcar.progress import Progress, silent
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,8 @@ STAGES = ("retrain", "quantize")  # the fine-tuning stages, and the suffixes of 
 
 @dataclass(frozen=True)
 class CompressResult:
-    """The runnable model, the container that restores it, and what every stage did."""
+    """The runnable model, the container that restores it, and what every stage did;
+    ``save`` writes the model, the container and the report, then deletes the run's checkpoints."""
 
     model: onnx.ModelProto
     container: bytes
@@ -44,14 +49,34 @@ class CompressResult:
     sensitivity: Sensitivity | None
     finetuning: dict[str, dict]  # stage: fine-tuning summary
     timings: dict[str, float]
+    settings: dict = field(default_factory=dict)  # model, original, teacher, config and data: for the report
+    checkpoint: Path | None = None
 
-    def to_dict(self) -> dict:
+    @property
+    def report(self) -> dict:
         return {
-            "layers": [layer.to_dict() for layer in self.layers], "sparsity": self.sparsity, "bits": self.bits,
-            "accuracy": self.accuracy, "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
-            "finetuning": self.finetuning, "sizes": self.sizes.to_dict(),
-            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "kind": "compress", "version": 1, **self.settings, "layers": [layer.to_dict() for layer in self.layers],
+            "sparsity": self.sparsity, "bits": self.bits, "accuracy": self.accuracy,
+            "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None, "finetuning": self.finetuning,
+            "sizes": self.sizes.to_dict(), "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+    def save(self, path: str | os.PathLike, *, container: str | os.PathLike | None = None,
+             force: bool = False) -> tuple[Path, Path, Path]:
+        """Writes the runnable model to ``path``, the container (default: ``path`` with .onnxz) and the
+        report (``path`` with .json); returns the three paths."""
+        source = self.settings.get("model")
+        model_path, report_path = output_paths(path, force=force, source=source)
+        container_path = check_output_path(container or model_path.with_suffix(".onnxz"), force=force, source=source)
+        if container_path.resolve() in (model_path.resolve(), report_path.resolve()):
+            raise OnnxcarError(f"the container would overwrite {container_path}: give it another path",
+                               arguments=("container",))
+        atomic_write(container_path, lambda f: f.write(self.container))
+        save_with_report(self.model, {**self.report, "container": str(container_path)}, model_path, report_path,
+                         force=force, source=source)
+        for stage in checkpoint_paths(self.checkpoint).values() if self.checkpoint else ():
+            stage.unlink(missing_ok=True)
+        return model_path, container_path, report_path
 
 
 def checkpoint_paths(prefix: Path) -> dict[str, Path]:
@@ -62,37 +87,51 @@ def checkpoint_paths(prefix: Path) -> dict[str, Path]:
 def select_layers(model: onnx.ModelProto, config: CompressConfig) -> list[WeightLayer]:
     """The layers ``config`` compresses, after checking that its per-layer settings name only those (or kinds)."""
     layers = weight_layers(model, config.layers)
-    for values, what in ((config.sparsity, "sparsity"), (config.bits, "bits"), (config.index_bits, "index bits")):
+    for values, what in ((config.sparsity, "sparsity"), (config.bits, "bits"), (config.index_bits, "index_bits")):
         if values is not None:
             values.check(layers, what)
     return layers
 
 
-def compress(model: onnx.ModelProto, config: CompressConfig, data: Dataset, *, val: Dataset | None = None,
-             test: Dataset | None = None, original: onnx.ModelProto | None = None,
-             teacher: onnx.ModelProto | None = None, checkpoint: Path | None = None, resume: bool = False,
+def compress(model: ModelLike, config: CompressConfig, data: DataSpec, *, val: DataSpec | None = None,
+             test: DataSpec | None = None, original: ModelLike | None = None, teacher: ModelLike | None = None,
+             checkpoint: str | os.PathLike | None = None, resume: bool = False,
              progress: Progress = silent) -> CompressResult:
     """Compresses ``model``'s weight layers; ``original`` is the model before filter pruning (default: ``model``).
 
     ``data`` trains the fine-tuning stages, distilling from ``teacher`` when given; ``val``
     (default ``data``) picks their best epoch, runs the sensitivity scan and is measured
     after every stage, as ``test`` is when given. ``checkpoint`` is the prefix of the
-    fine-tuning checkpoints (see ``checkpoint_paths``); ``resume`` continues from them.
+    fine-tuning checkpoints (see ``checkpoint_paths``); ``resume`` continues from them, and
+    ``result.save`` deletes them.
+
+    >>> result = onnxcar.compress.compress("pruned.onnx", CompressConfig(sparsity=LayerValues(0.8)), train,
+    ...                                    val=prune_set, original="model.onnx")
+    >>> result.sizes.totals()[0].ratio, result.save("small.onnx")
     """
-    layers = select_layers(model, config)
-    run = _Run(model, config, data, val or data, test, teacher, checkpoint, resume, progress)
-    weights = {layer.tensor: _array(model, layer.tensor) for layer in layers}
-    run.measure("input", model)
+    proto, source = load_model_like(model)
+    layers = select_layers(proto, config)
+    (original_proto, original_source), (teacher_proto, teacher_source) = (
+        (None, None) if m is None else load_model_like(m) for m in (original, teacher))
+    settings = {"model": source, "original": original_source or source, "teacher": teacher_source,
+                "config": config.to_dict(), "data": data.to_dict(), "val_data": (val or data).to_dict(),
+                "test_data": None if test is None else test.to_dict()}
+    prefix = None if checkpoint is None else Path(checkpoint)
+    train = load_dataset(data)
+    run = _Run(proto, config, train, train if val is None else load_dataset(val),
+               None if test is None else load_dataset(test), teacher_proto, prefix, resume, progress)
+    weights = {layer.tensor: _array(proto, layer.tensor) for layer in layers}
+    run.measure("input", proto)
 
     sensitivity = None
     if config.max_drop is not None:
         began = time.perf_counter()
-        sensitivity = scan(model, layers, weights, run.val_top1, config.max_drop, config.scan_step, progress)
+        sensitivity = scan(proto, layers, weights, run.val_top1, config.max_drop, config.scan_step, progress)
         run.timings["sensitivity_scan"] = time.perf_counter() - began
         sparsity = sensitivity.sparsity
     else:
         sparsity = {layer.name: config.sparsity.get(layer, "sparsity", fallback=0.0) for layer in layers}
-    current = set_initializers(model, {layer.tensor: prune_smallest(weights[layer.tensor], sparsity[layer.name])
+    current = set_initializers(proto, {layer.tensor: prune_smallest(weights[layer.tensor], sparsity[layer.name])
                                        for layer in layers})
     run.measure("weight pruning", current)
     if config.retrain is not None:
@@ -118,15 +157,15 @@ def compress(model: onnx.ModelProto, config: CompressConfig, data: Dataset, *, v
         run.measure("trained quantization", current)
 
     began = time.perf_counter()
-    widths = {layer.tensor: int(config.index_bits.get(layer, "index bits")) for layer in layers}
+    widths = {layer.tensor: int(config.index_bits.get(layer, "index_bits")) for layer in layers}
     packed = pack(current, widths)
     if unpack(packed.data).SerializeToString() != current.SerializeToString():
         raise VerificationError("the container does not restore the compressed model bit for bit")
     run.timings["entropy_coding"] = time.perf_counter() - began
     return CompressResult(
-        model=current, container=packed.data, sizes=size_table(packed, layers, original or model), layers=layers,
-        sparsity=sparsity, bits=bits, accuracy=run.accuracy, sensitivity=sensitivity, finetuning=run.summaries,
-        timings=run.timings,
+        model=current, container=packed.data, sizes=size_table(packed, layers, original_proto or proto),
+        layers=layers, sparsity=sparsity, bits=bits, accuracy=run.accuracy, sensitivity=sensitivity,
+        finetuning=run.summaries, timings=run.timings, settings=settings, checkpoint=prefix,
     )
 
 
