@@ -6,7 +6,8 @@ Importing this package does not import torch; only the fine-tuning stages need i
 
 from onnxcar.compress.config import CompressConfig, LayerValues
 from onnxcar.compress.container import pack, unpack, unpack_with_layout
-from onnxcar.compress.pipeline import CompressResult, checkpoint_paths, compress
+from onnxcar.compress.pipeline import compress
+from onnxcar.compress.result import CompressResult, checkpoint_paths
 from onnxcar.compress.sizes import SizeTable, format_table, size_table
 
 __all__ = ["CompressConfig", "CompressResult", "LayerValues", "SizeTable", "checkpoint_paths", "compress",

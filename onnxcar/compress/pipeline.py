@@ -4,14 +4,14 @@ entropy coding, each stage measured; the result is a runnable model and the cont
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from onnxcar.artifacts import output_paths, save_with_report
+from onnxcar.api import ModelLike, _model as load_model_like
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.writeback import set_initializers
 from onnxcar.compress.config import CompressConfig
@@ -19,70 +19,16 @@ from onnxcar.compress.container import pack, unpack
 from onnxcar.compress.kmeans import Codebook, share_weights
 from onnxcar.compress.layers import WeightLayer, weight_layers
 from onnxcar.compress.magnitude import prune_smallest
-from onnxcar.compress.sensitivity import Sensitivity, scan
-from onnxcar.compress.sizes import SizeTable, size_table
+from onnxcar.compress.result import CompressResult, checkpoint_paths
+from onnxcar.compress.sensitivity import scan
+from onnxcar.compress.sizes import size_table
 from onnxcar.data import DataSpec, load_dataset
-from onnxcar.errors import OnnxcarError, VerificationError
+from onnxcar.errors import VerificationError
 from onnxcar.importance.batch import evaluate, make_batch
 from onnxcar.importance.evaluator import Task
-from onnxcar.api import ModelLike, _model as load_model_like
-from onnxcar.io import atomic_write, check_output_path
 from onnxcar.progress import Progress, silent
 
 log = logging.getLogger(__name__)
-
-STAGES = ("retrain", "quantize")  # the fine-tuning stages, and the suffixes of their checkpoints
-
-
-@dataclass(frozen=True)
-class CompressResult:
-    """The runnable model, the container that restores it, and what every stage did;
-    ``save`` writes the model, the container and the report, then deletes the run's checkpoints."""
-
-    model: onnx.ModelProto
-    container: bytes
-    sizes: SizeTable
-    layers: list[WeightLayer]
-    sparsity: dict[str, float]  # by layer name
-    bits: dict[str, int]
-    accuracy: list[dict]  # per stage: {"stage", "val", "test"} top-1
-    sensitivity: Sensitivity | None
-    finetuning: dict[str, dict]  # stage: fine-tuning summary
-    timings: dict[str, float]
-    settings: dict = field(default_factory=dict)  # model, original, teacher, config and data: for the report
-    checkpoint: Path | None = None
-
-    @property
-    def report(self) -> dict:
-        return {
-            "kind": "compress", "version": 1, **self.settings, "layers": [layer.to_dict() for layer in self.layers],
-            "sparsity": self.sparsity, "bits": self.bits, "accuracy": self.accuracy,
-            "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None, "finetuning": self.finetuning,
-            "sizes": self.sizes.to_dict(), "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-        }
-
-    def save(self, path: str | os.PathLike, *, container: str | os.PathLike | None = None,
-             force: bool = False) -> tuple[Path, Path, Path]:
-        """Writes the runnable model to ``path``, the container (default: ``path`` with .onnxz) and the
-        report (``path`` with .json); returns the three paths."""
-        source = self.settings.get("model")
-        model_path, report_path = output_paths(path, force=force, source=source)
-        container_path = check_output_path(container or model_path.with_suffix(".onnxz"), force=force, source=source)
-        if container_path.resolve() in (model_path.resolve(), report_path.resolve()):
-            raise OnnxcarError(f"the container would overwrite {container_path}: give it another path",
-                               arguments=("container",))
-        atomic_write(container_path, lambda f: f.write(self.container))
-        save_with_report(self.model, {**self.report, "container": str(container_path)}, model_path, report_path,
-                         force=force, source=source)
-        for stage in checkpoint_paths(self.checkpoint).values() if self.checkpoint else ():
-            stage.unlink(missing_ok=True)
-        return model_path, container_path, report_path
-
-
-def checkpoint_paths(prefix: Path) -> dict[str, Path]:
-    """Where each fine-tuning stage of a run keeps its checkpoint: ``PREFIX.retrain.ckpt``, ``PREFIX.quantize.ckpt``."""
-    return {stage: prefix.with_name(f"{prefix.name}.{stage}.ckpt") for stage in STAGES}
-
 
 def select_layers(model: onnx.ModelProto, config: CompressConfig) -> list[WeightLayer]:
     """The layers ``config`` compresses, after checking that its per-layer settings name only those (or kinds)."""
@@ -189,9 +135,11 @@ class _Run:
     def measure(self, stage: str, model: onnx.ModelProto) -> None:
         """Records validation (and test) top-1 of ``model`` after ``stage``."""
         began = time.perf_counter()
-        record = {"stage": stage, "val": self.val_top1(model)}
-        if self.test_batch is not None:
-            record["test"] = evaluate(model, self.test_batch, self.task, self.config.runner)["top1"]
+        record = {"stage": stage}
+        for name, batch in (("val", self.val_batch), ("test", self.test_batch)):
+            if batch is not None:
+                bar = _relabelled(self.progress, f"{stage}: {name} top-1")
+                record[name] = evaluate(model, batch, self.task, self.config.runner, bar)["top1"]
         log.info("after %s: %s", stage, record)
         self.accuracy.append(record)
         self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - began
@@ -223,3 +171,8 @@ def _array(model: onnx.ModelProto, name: str) -> np.ndarray:
 def _materialise(model: onnx.ModelProto, codebooks: dict[str, Codebook]) -> onnx.ModelProto:
     """``model`` with each coded weight set to its codebook's values."""
     return set_initializers(model, {name: codebook.weights() for name, codebook in codebooks.items()})
+
+
+def _relabelled(progress: Progress, label: str) -> Progress:
+    """``progress`` with every report under ``label``."""
+    return lambda task, done, total, status="": progress(label, done, total, status)
