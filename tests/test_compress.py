@@ -155,6 +155,19 @@ def test_compress_toy_end_to_end(toy):
     assert json.loads(json.dumps(result.report))["sizes"]["container_bytes"] == len(result.container)
 
 
+def test_a_stage_that_does_not_help_keeps_its_input(toy):
+    pytest.importorskip("torch")
+    from onnxcar.bridge.finetune_config import FinetuneConfig
+
+    model = load_model(toy / "model.onnx")
+    still = toy_config(finetune=FinetuneConfig(epochs=1, lr=1e-12, batch_size=16))  # training changes nothing
+    result = compress(model, still, toy_data(toy, "train"), val=toy_data(toy, "val"))
+    assert result.finetuning["quantize"]["kept"] == "input"
+    for layer in result.layers:
+        before = share_weights(prune_smallest(array(model, layer.tensor), 0.5), 2, "float16")
+        assert np.array_equal(array(result.model, layer.tensor), before.weights())
+
+
 def test_fine_tuning_stages_resume_from_their_checkpoints(toy, tmp_path):
     pytest.importorskip("torch")
     from onnxcar.bridge.finetune_config import FinetuneConfig

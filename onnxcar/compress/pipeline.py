@@ -145,7 +145,8 @@ class _Run:
         self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - began
 
     def finetune(self, stage: str, model: onnx.ModelProto, config: FinetuneConfig, shared=None) -> onnx.ModelProto:
-        """Fine-tunes through the torch bridge (torch is imported here, only when a run fine-tunes)."""
+        """Fine-tunes through the torch bridge (torch is imported here, only when a run fine-tunes); the
+        model of the best epoch on the validation data, or ``model`` itself when no epoch beat it."""
         from onnxcar.bridge import require_torch
 
         require_torch(f"the {stage} stage")
@@ -157,11 +158,15 @@ class _Run:
         def on_epoch(record: dict) -> None:
             log.info("%s epoch %d: %s", stage, record["epoch"], record)
 
-        result = finetune(model, self.data, self.val, config, teacher=self.teacher, checkpoint=self.checkpoints.get(stage),
-                          resume=self.resume, on_batch=on_batch, on_epoch=on_epoch, shared=shared)
-        self.summaries[stage] = result.summary()
+        result = finetune(model, self.data, self.val, config, teacher=self.teacher,
+                          checkpoint=self.checkpoints.get(stage), resume=self.resume, on_batch=on_batch,
+                          on_epoch=on_epoch, shared=shared)
+        kept = result.after > result.before
+        self.summaries[stage] = {**result.summary(), "kept": "best epoch" if kept else "input"}
         self.timings[stage] = result.seconds
-        return result.model
+        if not kept:
+            log.warning("%s: no epoch beat the model before training (val %.4f); it is kept", stage, result.before)
+        return result.model if kept else model
 
 
 def _array(model: onnx.ModelProto, name: str) -> np.ndarray:
