@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -19,11 +21,15 @@ def checkpoint_path(output: Path) -> Path:
 
 
 def fingerprint(model: onnx.ModelProto, teacher: onnx.ModelProto | None, train: Dataset, val: Dataset,
-                config: FinetuneConfig) -> str:
-    """Identifies a run: the model and teacher bytes, the data specs and sizes, and the config."""
+                config: FinetuneConfig, shared: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """Identifies a run: the model and teacher bytes, the shared weights, the data specs and sizes, and the config."""
     digest = hashlib.sha256(model.SerializeToString())
     if teacher is not None:
         digest.update(teacher.SerializeToString())
+    for name, arrays in sorted(shared.items()):
+        digest.update(name.encode())
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).tobytes())
     settings = {"config": config.to_dict(), "train": train.spec.to_dict(), "val": val.spec.to_dict(),
                 "sizes": [len(train), len(val)]}
     digest.update(json.dumps(settings, sort_keys=True).encode())

@@ -9,7 +9,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable
+
+import numpy as np
 
 import onnx
 import torch
@@ -22,6 +25,7 @@ from onnxcar.bridge.finetune_data import check_data, targets, to_tensor
 from onnxcar.bridge.finetune_optim import freeze_zeros, make_optimizer, make_scheduler, trainable
 from onnxcar.bridge.losses import classification_loss, distill_weight, regression_loss
 from onnxcar.bridge.module import OnnxModule
+from onnxcar.bridge.shared_weights import tie_weights
 from onnxcar.bridge.writeback import write_back
 from onnxcar.data import Dataset
 from onnxcar.errors import OnnxcarError
@@ -83,6 +87,7 @@ def finetune(
     resume: bool = False,
     on_batch: Callable[[int, int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    shared: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> FinetuneResult:
     """Trains ``model``'s float weights on ``train``; returns the graph with the weights of the best epoch on ``val``.
 
@@ -90,11 +95,13 @@ def finetune(
     (distillation alone when ``train`` has no labels; ``val`` without labels is scored
     against the teacher's top-1). Regression minimises MSE. ``checkpoint`` is saved
     after every epoch; ``resume`` continues from it. ``on_batch(epoch, step, steps)``
-    and ``on_epoch(record)`` report progress.
+    and ``on_epoch(record)`` report progress. ``shared`` maps weight initializers to
+    (centroids, index) pairs: those weights are tied to their centroids, which train
+    instead (trained quantization, see ``shared_weights``).
     """
     start = time.perf_counter()
-    trainer = _Trainer(model, train, val, config, teacher)
-    run_id = fingerprint(model, teacher, train, val, config)
+    trainer = _Trainer(model, train, val, config, teacher, shared or {})
+    run_id = fingerprint(model, teacher, train, val, config, shared or {})
     if checkpoint is not None and checkpoint.exists():
         if not resume:
             raise OnnxcarError(f"{checkpoint} exists from an earlier run: resume it, or start afresh",
@@ -121,7 +128,7 @@ def finetune(
 class _Trainer:
     """The module, optimiser, schedule, data, RNG and history of one fine-tuning run."""
 
-    def __init__(self, model, train: Dataset, val: Dataset, config: FinetuneConfig, teacher):
+    def __init__(self, model, train: Dataset, val: Dataset, config: FinetuneConfig, teacher, shared):
         check_data(model, train, config.task, "training data")
         check_data(model, val, config.task, "validation data")
         if teacher is not None:
@@ -135,6 +142,7 @@ class _Trainer:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.module = OnnxModule(model).to(self.device)
+        tie_weights(self.module, shared)
         self.teacher = None if teacher is None else OnnxModule(teacher).to(self.device).eval()
         self.distill = distill_weight(config, train.labels is not None, teacher is not None)
         params = trainable(self.module)

@@ -24,12 +24,16 @@ def to_onnx_initializers(module: "OnnxModule") -> dict[str, np.ndarray]:
 
 
 def write_back(model: onnx.ModelProto, module: "OnnxModule") -> onnx.ModelProto:
-    """A copy of ``model`` whose float initializers hold ``module``'s current values.
+    """A copy of ``model`` whose float initializers hold ``module``'s current values (see ``set_initializers``)."""
+    return set_initializers(model, to_onnx_initializers(module))
+
+
+def set_initializers(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers named in ``values`` hold those arrays.
 
     Everything else (nodes, names, opset, metadata, doc strings) is copied unchanged;
     each value keeps its initializer's dtype and shape and is stored inline as raw_data.
     """
-    values = to_onnx_initializers(module)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     unmatched = set(values)
@@ -40,12 +44,12 @@ def write_back(model: onnx.ModelProto, module: "OnnxModule") -> onnx.ModelProto:
         if tuple(array.shape) != tuple(init.dims):
             raise OnnxcarError(
                 f"initializer {init.name!r} has shape {tuple(init.dims)} in the graph "
-                f"but {tuple(array.shape)} in the module"
+                f"but {tuple(array.shape)} in the new values"
             )
         _set_data(init, array)
         unmatched.discard(init.name)
     if unmatched:
-        raise OnnxcarError(f"the graph has no initializers named {sorted(unmatched)}; is it the module's model?")
+        raise OnnxcarError(f"the graph has no initializers named {sorted(unmatched)}")
     return out
 
 
