@@ -18,9 +18,9 @@ import time
 
 import onnx
 
-from onnxcar.compress import size_table, unpack_with_layout
-from onnxcar.compress.int8 import quantize_int8
-from onnxcar.compress.layers import weight_layers
+from onnxcar.compression import size_table, unpack_with_layout
+from onnxcar.compression.int8 import quantize_int8
+from onnxcar.compression.layers import weight_layers
 from onnxcar.data import DataSpec, Preprocess, load_dataset
 from onnxcar.importance.batch import evaluate, make_batch
 from onnxcar.importance.evaluator import Task

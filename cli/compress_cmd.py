@@ -8,9 +8,9 @@ import click
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.cli.options import data_options, layers_option, output_options, runner_options
 from onnxcar.cli.output import bars, emit_json, summary
-from onnxcar.compress import CompressConfig, LayerValues, checkpoint_paths, compress, format_table
-from onnxcar.compress.config import DEFAULT_BITS, DEFAULT_INDEX_BITS
-from onnxcar.compress.container import read
+from onnxcar.compression import CompressConfig, LayerValues, checkpoint_paths, compress, format_table
+from onnxcar.compression.config import DEFAULT_BITS, DEFAULT_INDEX_BITS
+from onnxcar.compression.container import read
 from onnxcar.errors import OnnxcarError
 from onnxcar.io import check_output_path, save_model
 

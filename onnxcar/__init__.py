@@ -7,6 +7,7 @@ as commands. See the README's "Python API" section.
 __version__ = "0.1.0"
 
 from onnxcar.api import Evaluation, Inspection, Scores, evaluate, finetune, inspect, prune, score  # noqa: E402
+from onnxcar.compression import CompressConfig, CompressResult, LayerValues, compress  # noqa: E402
 from onnxcar.data import DataSpec, Preprocess  # noqa: E402
 from onnxcar.errors import (  # noqa: E402
     DataError, GateError, ModelError, OnnxcarError, UnsupportedOpError, VerificationError,
@@ -22,8 +23,8 @@ Data = DataSpec
 """What data to read and how to preprocess it: ``onnxcar.Data("prune.npz", preprocess="cifar10")``."""
 
 __all__ = [
-    "BackendConfig", "Count", "Data", "DataError", "DataSpec", "Evaluation", "GateError", "Inspection", "Macs", "MaxDrop", "ModelError",
+    "BackendConfig", "CompressConfig", "CompressResult", "Count", "Data", "DataError", "DataSpec", "Evaluation", "GateError", "Inspection", "LayerValues", "Macs", "MaxDrop", "ModelError",
     "OnnxcarError", "Params", "Preprocess", "PruneResult", "Ratio", "RunnerConfig", "Scores", "UnsupportedOpError",
-    "VerificationError", "__version__", "evaluate", "finetune", "inspect", "prune", "register_backend", "register_criterion",
+    "VerificationError", "__version__", "compress", "evaluate", "finetune", "inspect", "prune", "register_backend", "register_criterion",
     "register_handler", "register_runner", "score",
 ]

@@ -8,12 +8,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from onnxcar.compress import CompressConfig, LayerValues, compress, pack, unpack
-from onnxcar.compress.int8 import quantize_int8
-from onnxcar.compress.kmeans import share_weights
-from onnxcar.compress.layers import WeightLayer, weight_layers
-from onnxcar.compress.magnitude import prune_smallest
-from onnxcar.compress.sensitivity import scan
+from onnxcar.compression import CompressConfig, LayerValues, compress, pack, unpack
+from onnxcar.compression.int8 import quantize_int8
+from onnxcar.compression.kmeans import share_weights
+from onnxcar.compression.layers import WeightLayer, weight_layers
+from onnxcar.compression.magnitude import prune_smallest
+from onnxcar.compression.sensitivity import scan
 from onnxcar.data import DataSpec, Preprocess, load_dataset
 from onnxcar.errors import OnnxcarError
 from onnxcar.io import load_model

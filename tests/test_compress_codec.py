@@ -6,10 +6,10 @@ from bitarray import bitarray
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxcar.compress.bytestream import Corrupt, Reader, Writer
-from onnxcar.compress.codec import MAX_CODEBOOK, decode_tensor, encode_tensor
-from onnxcar.compress.huffman import MAX_LENGTH, Code
-from onnxcar.compress.sparse import from_entries, to_entries
+from onnxcar.compression.bytestream import Corrupt, Reader, Writer
+from onnxcar.compression.codec import MAX_CODEBOOK, decode_tensor, encode_tensor
+from onnxcar.compression.huffman import MAX_LENGTH, Code
+from onnxcar.compression.sparse import from_entries, to_entries
 from onnxcar.errors import OnnxcarError
 
 

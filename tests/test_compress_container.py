@@ -9,13 +9,13 @@ from click.testing import CliRunner
 
 from onnxcar.bridge.writeback import set_initializers
 from onnxcar.cli.main import main
-from onnxcar.compress import pack, size_table, unpack
-from onnxcar.compress.bytestream import Reader, Writer
-from onnxcar.compress.codec import decode_tensor, encode_tensor
-from onnxcar.compress.container import MAGIC, VERSION, unpack_with_layout
-from onnxcar.compress.kmeans import share_weights
-from onnxcar.compress.layers import weight_layers
-from onnxcar.compress.magnitude import prune_smallest
+from onnxcar.compression import pack, size_table, unpack
+from onnxcar.compression.bytestream import Reader, Writer
+from onnxcar.compression.codec import decode_tensor, encode_tensor
+from onnxcar.compression.container import MAGIC, VERSION, unpack_with_layout
+from onnxcar.compression.kmeans import share_weights
+from onnxcar.compression.layers import weight_layers
+from onnxcar.compression.magnitude import prune_smallest
 from onnxcar.errors import ModelError, OnnxcarError
 from tests.zoo import handbuilt
 

@@ -248,3 +248,53 @@ def test_a_model_of_symbolic_size_runs_at_the_recipe_input_shapes(tmp_path):
     final = onnxcar.inspect(str(tmp_path / "out" / "model.onnx"), input_shapes={"x": (1, 3, 24, 64)})
     assert report["metrics"]["macs"] == final.macs and report["gates"][0]["passed"]
     assert final.macs < onnxcar.inspect(paddle_like(), input_shapes={"x": (1, 3, 24, 64)}).macs
+
+
+COMPRESSING = SMALL.replace('''[[stages]]
+kind = "finetune"
+epochs = 1
+lr = 0.002
+teacher = "original"
+''', '''[[stages]]
+kind = "compress"
+sparsity = "conv=0.5,fc=0.8"
+bits = 4
+''').replace("max_params = 2_000_000", "min_size_ratio = 8.0")
+
+
+def test_a_compress_stage_leaves_its_container_beside_the_model(tmp_path):
+    from onnxcar.compression import unpack
+
+    out = tmp_path / "out"
+    result = invoke("run", recipe(tmp_path, text=COMPRESSING), "--output-dir", out, "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    report = json.loads(result.stdout)
+    assert [s["kind"] for s in report["stages"]] == ["prune", "compress", "evaluate"]
+    container = (out / "model.onnxz").read_bytes()
+    assert report["files"] == {"onnxz": str(out / "model.onnxz")}
+    assert report["metrics"]["size_bytes"] == len(container)
+    assert report["metrics"]["size_ratio"] == pytest.approx(report["metrics"]["original_size_bytes"] / len(container))
+    assert unpack(container).SerializeToString() == (out / "model.onnx").read_bytes()
+    assert report["stages"][1]["report"]["sparsity"]["conv1"] == 0.5
+
+    (out / "model.onnxz").unlink()
+    again = json.loads(invoke("run", tmp_path / "recipe.toml", "--output-dir", out, "--json").stdout)
+    assert all(s["cached"] for s in again["stages"]) and (out / "model.onnxz").read_bytes() == container
+
+
+def test_a_stage_that_changes_the_model_after_compress_drops_the_container(tmp_path):
+    text = COMPRESSING.replace('[[stages]]\nkind = "evaluate"', '[[stages]]\nkind = "prune"\nlayers = ["conv2"]\ncount = 1\n\n'
+                               '[[stages]]\nkind = "evaluate"').replace("min_size_ratio = 8.0", "")
+    report = json.loads(invoke("run", recipe(tmp_path, text=text), "--output-dir", tmp_path / "out", "--json").stdout)
+    assert report["files"] == {} and not (tmp_path / "out" / "model.onnxz").exists()
+    assert report["metrics"]["size_bytes"] == (tmp_path / "out" / "model.onnx").stat().st_size
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', 'sparsity = "conv9=0.5"'), "names 'conv9', which is no layer"),
+    (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', "sparsity = [0.5]"), "sparsity must be a number, or per layer"),
+    (lambda t: t.replace("bits = 4", "bits = 12"), "bits must be whole numbers from 1 to 8"),
+])
+def test_a_bad_compress_stage_is_one_line(tmp_path, edit, fragment):
+    result = invoke("run", recipe(tmp_path, text=edit(COMPRESSING)), "--output-dir", tmp_path / "out", "--dry-run")
+    assert result.exit_code == 2 and fragment in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr

@@ -1,4 +1,4 @@
-"""The built-in stage kinds: prune, finetune and evaluate."""
+"""The built-in stage kinds prune, finetune and evaluate (compress has a module of its own)."""
 
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ from onnxcar.pruning.targets import MaxDrop, target_from
 from onnxcar.runners.config import RunnerConfig
 
 
-def _check_data(model: onnx.ModelProto, spec: DataSpec, task: str) -> None:
+def check_data(model: onnx.ModelProto, spec: DataSpec, task: str) -> None:
     """Reads a few items of ``spec`` and checks them against ``model``'s input and output."""
     make_batch(model, load_dataset(small(spec)), Task(task), RunnerConfig(device="cpu"))
 
@@ -46,7 +46,7 @@ class PruneStage:
         require_roles(self, data)
         select_groups(analyze(model), self.config.layers)
         if "prune" in self.roles:
-            _check_data(model, data["prune"], self.task)
+            check_data(model, data["prune"], self.task)
 
     def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
         c = self.config
@@ -91,7 +91,7 @@ class FinetuneStage:
         require_torch("the finetune stage")
         require_roles(self, data)
         for role in self.roles:
-            _check_data(model, data[role], self.config.task)
+            check_data(model, data[role], self.config.task)
 
     def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
         teacher = context.original if self.teacher == "original" else self.teacher
@@ -132,7 +132,7 @@ class EvaluateStage:
 
     def check(self, model: onnx.ModelProto, data: dict[str, DataSpec]) -> None:
         require_roles(self, data)
-        _check_data(model, data[self.role], self.task)
+        check_data(model, data[self.role], self.task)
 
     def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
         spec = context.data[self.role]

@@ -62,6 +62,7 @@ class PipelineResult:
     seconds: float
     dry_run: bool = False
     plan: list[dict] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)  # what goes with the final model, by suffix
 
     @property
     def passed(self) -> bool:
@@ -71,7 +72,8 @@ class PipelineResult:
     def report(self) -> dict:
         return {
             "kind": "pipeline", "version": REPORT_VERSION, "recipe": str(self.recipe.source),
-            "model": str(self.recipe.model), "output": str(self.model_path), "passed": self.passed,
+            "model": str(self.recipe.model), "output": str(self.model_path),
+            "files": {suffix: str(path) for suffix, path in self.files.items()}, "passed": self.passed,
             "stages": [s.to_dict() for s in self.stages], "metrics": self.metrics,
             "gates": [g.to_dict() for g in self.gates], "seconds": round(self.seconds, 3),
         }
@@ -134,33 +136,42 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, dry_run: bool = False,
     cache.mkdir(parents=True, exist_ok=True)
     (output_dir / MARKER).touch()
     fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items()}
-    model, records, metrics = original, [], {}
+    model, records, metrics, files = original, [], {}, {}
     total = len(recipe.stages)
     for index, stage in enumerate(recipe.stages):
         progress("recipe", index, total, f"stage {index} ({stage.kind})")
         key = _stage_key(model, stage, recipe, fingerprints)
-        record, model = _run_stage(index, stage, key, model, recipe, original, cache, progress)
+        record, output, output_files = _run_stage(index, stage, key, model, recipe, original, cache, progress)
+        if output is not model or output_files:  # a new model: files of an earlier one no longer go with it
+            files = output_files
+        model = output
         records.append(record)
         metrics.update(record.metrics)
     progress("recipe", total, total, "measuring")
     save_model(model, model_path, force=True)
-    metrics.update(_measured(original, model, metrics, recipe))
+    paths = {suffix: model_path.with_suffix(f".{suffix}") for suffix in files}
+    for suffix, data in files.items():
+        atomic_write(paths[suffix], lambda f, data=data: f.write(data))
+    metrics.update(_measured(original, model, len(files["onnxz"]) if "onnxz" in files else model.ByteSize(), recipe))
     gates = check_gates(recipe.gates, metrics)
-    result = PipelineResult(recipe, model_path, report_path, records, metrics, gates, time.perf_counter() - start)
+    result = PipelineResult(recipe, model_path, report_path, records, metrics, gates, time.perf_counter() - start,
+                            files=paths)
     write_json(result.report, report_path)
     return result
 
 
 def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recipe: Recipe,
-               original: onnx.ModelProto, cache: Path, progress: Progress) -> tuple[StageRecord, onnx.ModelProto]:
-    """Runs one stage, or takes its output from the cache."""
+               original: onnx.ModelProto, cache: Path,
+               progress: Progress) -> tuple[StageRecord, onnx.ModelProto, dict[str, bytes]]:
+    """Runs one stage, or takes its output (model, record and files) from the cache."""
     stem = cache / f"{index:02d}-{stage.kind}-{key[:16]}"
     done = stem.with_suffix(".json")
     if done.exists():
         saved = json.loads(done.read_text())
-        unchanged = saved.pop("unchanged")
+        unchanged, suffixes = saved.pop("unchanged"), saved.pop("files", [])
         record = StageRecord(**{**saved, "cached": True})
-        return record, model if unchanged else load_model(stem.with_suffix(".onnx"))
+        files = {suffix: stem.with_suffix(f".{suffix}").read_bytes() for suffix in suffixes}
+        return record, model if unchanged else load_model(stem.with_suffix(".onnx")), files
     workdir = stem.with_suffix(".work")
     workdir.mkdir(exist_ok=True)
     began = time.perf_counter()
@@ -172,9 +183,12 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
     unchanged = output.model is model  # an evaluation: nothing new to keep
     if not unchanged:
         save_model(output.model, stem.with_suffix(".onnx"), force=True)
-    atomic_write(done, lambda f: f.write(dumps({**record.to_dict(), "unchanged": unchanged}).encode()))  # finished
+    for suffix, data in output.files.items():
+        atomic_write(stem.with_suffix(f".{suffix}"), lambda f, data=data: f.write(data))
+    finished = {**record.to_dict(), "unchanged": unchanged, "files": sorted(output.files)}
+    atomic_write(done, lambda f: f.write(dumps(finished).encode()))  # written last: the stage is done
     shutil.rmtree(workdir, ignore_errors=True)
-    return record, output.model
+    return record, output.model, output.files
 
 
 def _stage_key(model: onnx.ModelProto, stage: Stage, recipe: Recipe, fingerprints: dict[str, str]) -> str:
@@ -199,11 +213,10 @@ def data_fingerprint(spec: DataSpec) -> str:
     return digest.hexdigest()
 
 
-def _measured(original: onnx.ModelProto, model: onnx.ModelProto, metrics: dict, recipe: Recipe) -> dict:
-    """The metrics every run measures on its final model."""
+def _measured(original: onnx.ModelProto, model: onnx.ModelProto, size: int, recipe: Recipe) -> dict:
+    """The metrics every run measures on its final model, whose artifact is ``size`` bytes."""
     cost = plan_cost(Plan(analyze(model), frozenset()),
                      tensor_shapes(model, resolve_input_shapes(model, recipe.input_shapes)))
-    size = int(metrics.get("size_bytes") or model.ByteSize())
     measured = {"params": cost.params, "macs": cost.macs, "size_bytes": size,
                 "original_size_bytes": original.ByteSize(), "size_ratio": original.ByteSize() / size}
     if "max_latency_ms" in recipe.gates:

@@ -34,6 +34,7 @@ TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "strs": (lambda v: isinstance(v, str) or _strings(v), "a list of strings"),
     "floats": (_numbers, "a list of numbers"),
+    "values": (lambda v: isinstance(v, str) or _number(v), 'a number, or per layer or kind as "conv1=0.7,fc=0.9"'),
     "sizes": (lambda v: isinstance(v, list) and bool(v) and all(_integer(x) and x > 0 for x in v),
               "a list of positive integers"),
 }

@@ -40,11 +40,13 @@ class StageContext:
 
 @dataclass
 class StageOutput:
-    """A stage's model, its report, and the metrics gates may read (``top1_drop``, ``size_bytes``...)."""
+    """A stage's model, its report, the metrics gates may read (``top1_drop``...), and files that go
+    with the model (by suffix: ``{"onnxz": container}``) while no later stage changes it."""
 
     model: onnx.ModelProto
     report: dict
     metrics: dict = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 class Stage(Protocol):
@@ -71,7 +73,7 @@ class StageKind:
 
 
 def _builtins() -> None:
-    from onnxcar.pipeline import builtin_stages  # noqa: F401  (its decorators register)
+    from onnxcar.pipeline import builtin_stages, compress_stage  # noqa: F401  (their decorators register)
 
 
 STAGES: Registry[StageKind] = Registry("stage kind", _builtins)

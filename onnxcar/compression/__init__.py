@@ -4,11 +4,11 @@ and Huffman coding, with a runnable model, a container that restores it bit for 
 Importing this package does not import torch; only the fine-tuning stages need it.
 """
 
-from onnxcar.compress.config import CompressConfig, LayerValues
-from onnxcar.compress.container import pack, unpack, unpack_with_layout
-from onnxcar.compress.pipeline import compress
-from onnxcar.compress.result import CompressResult, checkpoint_paths
-from onnxcar.compress.sizes import SizeTable, format_table, size_table
+from onnxcar.compression.config import CompressConfig, LayerValues
+from onnxcar.compression.container import pack, unpack, unpack_with_layout
+from onnxcar.compression.pipeline import compress
+from onnxcar.compression.result import CompressResult, checkpoint_paths
+from onnxcar.compression.sizes import SizeTable, format_table, size_table
 
 __all__ = ["CompressConfig", "CompressResult", "LayerValues", "SizeTable", "checkpoint_paths", "compress",
            "format_table", "pack", "size_table", "unpack", "unpack_with_layout"]

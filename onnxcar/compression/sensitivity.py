@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 
 from onnxcar.bridge.writeback import set_initializers
-from onnxcar.compress.layers import WeightLayer
-from onnxcar.compress.magnitude import prune_smallest
+from onnxcar.compression.layers import WeightLayer
+from onnxcar.compression.magnitude import prune_smallest
 from onnxcar.progress import Progress, silent
 
 BISECTIONS = 6

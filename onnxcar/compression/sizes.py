@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import onnx
 
-from onnxcar.compress.container import Packed
-from onnxcar.compress.layers import WeightLayer
+from onnxcar.compression.container import Packed
+from onnxcar.compression.layers import WeightLayer
 from onnxcar.errors import OnnxcarError
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import onnx
 
 from onnxcar.artifacts import output_paths, save_with_report
-from onnxcar.compress.layers import WeightLayer
-from onnxcar.compress.sensitivity import Sensitivity
-from onnxcar.compress.sizes import SizeTable
+from onnxcar.compression.layers import WeightLayer
+from onnxcar.compression.sensitivity import Sensitivity
+from onnxcar.compression.sizes import SizeTable
 from onnxcar.errors import OnnxcarError
 from onnxcar.io import atomic_write, check_output_path
 

@@ -14,14 +14,14 @@ from onnx import numpy_helper
 from onnxcar.api import ModelLike, _model as load_model_like
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.writeback import set_initializers
-from onnxcar.compress.config import CompressConfig
-from onnxcar.compress.container import pack, unpack
-from onnxcar.compress.kmeans import Codebook, share_weights
-from onnxcar.compress.layers import WeightLayer, weight_layers
-from onnxcar.compress.magnitude import prune_smallest
-from onnxcar.compress.result import CompressResult, checkpoint_paths
-from onnxcar.compress.sensitivity import scan
-from onnxcar.compress.sizes import size_table
+from onnxcar.compression.config import CompressConfig
+from onnxcar.compression.container import pack, unpack
+from onnxcar.compression.kmeans import Codebook, share_weights
+from onnxcar.compression.layers import WeightLayer, weight_layers
+from onnxcar.compression.magnitude import prune_smallest
+from onnxcar.compression.result import CompressResult, checkpoint_paths
+from onnxcar.compression.sensitivity import scan
+from onnxcar.compression.sizes import size_table
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.errors import VerificationError
 from onnxcar.importance.batch import evaluate, make_batch
@@ -51,8 +51,8 @@ def compress(model: ModelLike, config: CompressConfig, data: DataSpec, *, val: D
     fine-tuning checkpoints (see ``checkpoint_paths``); ``resume`` continues from them, and
     ``result.save`` deletes them.
 
-    >>> result = onnxcar.compress.compress("pruned.onnx", CompressConfig(sparsity=LayerValues(0.8)), train,
-    ...                                    val=prune_set, original="model.onnx")
+    >>> result = onnxcar.compress("pruned.onnx", onnxcar.CompressConfig(sparsity=onnxcar.LayerValues(0.8)), train,
+    ...                            val=prune_set, original="model.onnx")
     >>> result.sizes.totals()[0].ratio, result.save("small.onnx")
     """
     proto, source = load_model_like(model)

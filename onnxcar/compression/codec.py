@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from bitarray import bitarray
 
-from onnxcar.compress.bytestream import Corrupt, Reader, Writer
-from onnxcar.compress.huffman import Code
-from onnxcar.compress.sparse import MAX_WIDTH, from_entries, to_entries
+from onnxcar.compression.bytestream import Corrupt, Reader, Writer
+from onnxcar.compression.huffman import Code
+from onnxcar.compression.sparse import MAX_WIDTH, from_entries, to_entries
 from onnxcar.errors import OnnxcarError
 
 MAX_CODEBOOK = 256  # 8-bit codebook indices

@@ -26,8 +26,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto
 
-from onnxcar.compress.bytestream import Corrupt, Reader, Writer
-from onnxcar.compress.codec import RecordStats, decode_tensor, encode_tensor
+from onnxcar.compression.bytestream import Corrupt, Reader, Writer
+from onnxcar.compression.codec import RecordStats, decode_tensor, encode_tensor
 from onnxcar.errors import ModelError, OnnxcarError
 
 MAGIC = b"ONXZ"

@@ -3,8 +3,8 @@
 from dataclasses import dataclass, field
 
 from onnxcar.bridge.finetune_config import FinetuneConfig
-from onnxcar.compress.layers import KINDS, WeightLayer
-from onnxcar.compress.sparse import MAX_WIDTH
+from onnxcar.compression.layers import KINDS, WeightLayer
+from onnxcar.compression.sparse import MAX_WIDTH
 from onnxcar.errors import OnnxcarError
 from onnxcar.runners.config import RunnerConfig
 
