@@ -354,12 +354,58 @@ def remove_stale_temporaries(path: pathlib.Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Strict ONNX shape inference with data propagation; failures become OnnxcarError."""
+SHAPE_ONLY_ELEMENTS = 4096
+"""Initializers larger than this reach shape inference as typed inputs, without their data."""
+
+
+def without_weight_data(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` for shape inference: its initializers of more than
+    :data:`SHAPE_ONLY_ELEMENTS` values become typed graph inputs, so inference reads what it needs
+    (shape tensors are small and keep their values) without copying the weights in and out of C++."""
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(model.graph, light.graph, skip="initializer")
+    graph, inputs = light.graph, {value.name for value in model.graph.input}
+    for tensor in model.graph.initializer:
+        if math.prod(tensor.dims) <= SHAPE_ONLY_ELEMENTS:
+            graph.initializer.append(tensor)
+        elif tensor.name not in inputs:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    return light
+
+
+def infer_shapes(model: onnx.ModelProto, failure: str = "shape inference failed") -> onnx.ModelProto:
+    """A copy of ``model`` with the shapes strict ONNX inference (with data propagation) finds,
+    inferred on :func:`without_weight_data`. A failure is OnnxcarError(``failure: why``)."""
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as err:
-        raise OnnxcarError(f"shape inference failed: {_one_line(err)}") from err
+        inferred = onnx.shape_inference.infer_shapes(without_weight_data(model), strict_mode=True, data_prop=True)
+    except Exception as err:  # onnx raises several unrelated types here
+        raise OnnxcarError(f"{failure}: {first_line(err)}") from None
+    graph = inferred.graph
+    del graph.input[len(model.graph.input):]  # the inputs that stood in for weights
+    del graph.initializer[:]
+    graph.initializer.extend(model.graph.initializer)
+    return inferred
+
+
+def _copy_fields(source, target, skip: str) -> None:
+    """Copies every set field of the protobuf message ``source`` but ``skip`` into ``target``."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        slot = getattr(target, field.name)
+        if hasattr(slot, "extend"):  # a repeated field
+            slot.extend(value)
+        elif field.message_type is not None:
+            slot.CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def first_line(err: Exception) -> str:
+    """The first line of an exception's message (its type's name when it has none), at most 300 characters."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]
 
 
 def load_npz(path: str | os.PathLike, *keys: str) -> dict[str, np.ndarray]:

@@ -378,6 +378,27 @@ def test_infer_shapes_fills_value_info_and_wraps_failures():
         io.infer_shapes(bad)
 
 
+def test_infer_shapes_sees_large_weights_by_type_and_keeps_them_bit_for_bit(monkeypatch):
+    model = conv_model(extra_nodes=[helper.make_node("Reshape", ["y", "s"], ["r"]),
+                                    helper.make_node("MatMul", ["r", "m"], ["z"])])
+    model.graph.initializer.extend([numpy_helper.from_array(np.array([-1, 8], np.int64), "s"),
+                                    numpy_helper.from_array(np.arange(8 * 5, dtype=np.float32).reshape(8, 5), "m")])
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    model.producer_name = "test"
+    monkeypatch.setattr(io, "SHAPE_ONLY_ELEMENTS", 10)  # w (24 values) and m (40) go in as typed inputs
+    light = io.without_weight_data(model)
+    assert [t.name for t in light.graph.initializer] == ["s"] and [v.name for v in light.graph.input] == ["x", "w", "m"]
+
+    inferred = io.infer_shapes(model)
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    assert shapes["r"][1] == 8 and shapes["z"][1] == 5  # Reshape read s's value; MatMul read m's shape
+    assert [v.name for v in inferred.graph.input] == ["x"] and inferred.producer_name == "test"
+    assert [t.SerializeToString() for t in inferred.graph.initializer] == [
+        t.SerializeToString() for t in model.graph.initializer]
+
+
 # --- hostile inputs (issue 13, items 11 to 14 and 16) ----------------------------------------------
 
 

@@ -10,6 +10,7 @@ from onnx_graphsurgeon.importers.onnx_importer import get_itemsize
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxcar.errors import OnnxcarError
+from onnxcar.io import first_line, infer_shapes
 
 G_LOGGER.severity = G_LOGGER.ERROR  # its warnings and notes would interleave with onnxcar's output
 onnxruntime.set_default_logger_severity(3)  # and so would those of the sessions that fold constants
@@ -36,7 +37,7 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
     refused before anything is computed; a constant of unknown size is not folded.
     """
     limit = max(FOLD_FLOOR_BYTES, FOLD_MODEL_FACTOR * model.ByteSize())
-    graph = gs.import_onnx(_inferred(model, "shape inference failed"))
+    graph = gs.import_onnx(infer_shapes(model))
     for _ in range(_FOLD_PASSES):
         count = len(graph.nodes)
         _copy_dynamic_dims(graph)
@@ -47,10 +48,10 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
                 should_exclude_node=lambda node: _is_dequantize(node) or any(t.name in unknown for t in node.outputs),
             ).cleanup()
         except Exception as err:
-            raise OnnxcarError(f"constant folding failed: {_first_line(err)}") from None
+            raise OnnxcarError(f"constant folding failed: {first_line(err)}") from None
         if len(graph.nodes) == count:
             break
-        graph = gs.import_onnx(_inferred(_bare_model(graph), "shape inference failed"))
+        graph = gs.import_onnx(infer_shapes(_bare_model(graph)))
     _name_nodes(graph)
     return graph
 
@@ -114,7 +115,7 @@ def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
         setattr(model, field, getattr(like, field))
     del model.metadata_props[:]
     model.metadata_props.extend(like.metadata_props)
-    return _inferred(model, "shape inference failed on the edited model")
+    return infer_shapes(model, "shape inference failed on the edited model")
 
 
 def _bare_model(graph: gs.Graph) -> onnx.ModelProto:
@@ -124,13 +125,6 @@ def _bare_model(graph: gs.Graph) -> onnx.ModelProto:
         if isinstance(tensor, gs.Variable) and tensor not in graph.inputs and tensor not in graph.outputs:
             tensor.shape = None
     return gs.export_onnx(graph, do_type_check=True)
-
-
-def _inferred(model: onnx.ModelProto, failure: str) -> onnx.ModelProto:
-    try:
-        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as err:  # onnx raises several unrelated types here
-        raise OnnxcarError(f"{failure}: {_first_line(err)}") from None
 
 
 def _copy_dynamic_dims(graph: gs.Graph) -> None:
@@ -189,8 +183,3 @@ def _name_nodes(graph: gs.Graph) -> None:
             node.name = candidate
             seen.add(candidate)
         named.add(node.name)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]

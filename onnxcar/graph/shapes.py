@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from onnxcar.errors import DataError, OnnxcarError
-from onnxcar.graph.ir import _first_line
+from onnxcar.io import first_line, without_weight_data
 
 InputShapes = Mapping[str, tuple[int, ...]]
 """The shape of each model input by name: ``{"x": (1, 3, 48, 192)}``."""
@@ -101,8 +101,7 @@ def check_data_shapes(given: InputShapes | None, data: InputShapes) -> None:
 
 def tensor_shapes(model: onnx.ModelProto, shapes: InputShapes) -> dict[str, tuple[int, ...]]:
     """The static shape of every tensor shape inference can size once the inputs take ``shapes``."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
+    fixed = without_weight_data(model)
     graph = fixed.graph
     for value in (*graph.input, *graph.value_info, *graph.output):
         for dim in value.type.tensor_type.shape.dim:
@@ -116,7 +115,7 @@ def tensor_shapes(model: onnx.ModelProto, shapes: InputShapes) -> dict[str, tupl
         inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
     except Exception as err:  # onnx raises several unrelated types here
         given = ", ".join(f"{n}:{format_shape(s)}" for n, s in shapes.items())
-        raise OnnxcarError(f"the model cannot take the input shapes {given}: {_first_line(err)}",
+        raise OnnxcarError(f"the model cannot take the input shapes {given}: {first_line(err)}",
                            arguments=("input_shapes",)) from None
     graph = inferred.graph
     result = {}

@@ -22,6 +22,7 @@ import onnx
 
 from onnxcar.errors import OnnxcarError
 from onnxcar.importance.backends import BackendConfig, register_backend
+from onnxcar.io import first_line
 from onnxcar.importance.shards import Layout, Shard, reduction, run_shard
 from onnxcar.runners import make_runner
 from onnxcar.runners.config import RunnerConfig
@@ -55,7 +56,7 @@ class RayBackend:
                 ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as err:
                 where = f"the Ray cluster at {config.address}" if config.address else "a local Ray instance"
-                raise OnnxcarError(f"cannot connect to {where}: {_first_line(err)}", arguments=("ray_address",)) from err
+                raise OnnxcarError(f"cannot connect to {where}: {first_line(err)}", arguments=("ray_address",)) from err
             self._started = True
         self._task = ray.remote(_run_shard).options(max_retries=RETRIES, num_cpus=1)
         self._stored: dict[int, tuple[weakref.ref, object]] = {}  # id(array) -> (the array, its object ref)
@@ -94,19 +95,18 @@ class RaySuffix:
         # the stored refs ride in a list, so that a worker fetches them only when it lacks the session
         futures = [self.backend._task.remote(self.key, [self.stored], self.layout, self.task, self.config, current,
                                              shard, reduce) for shard in shards]
+        # Shards left over when the search stops early (or fails) run to their end and are dropped:
+        # ray.cancel races with a task's completion in Ray's core and aborts the driver
+        # ("Tried to complete task that was not pending", ray-project/ray#54798).
         try:
             for future in futures:
                 yield ray.get(future)
-        except BaseException as err:
-            for future in futures:
-                ray.cancel(future)
-            if isinstance(err, ray.exceptions.RayTaskError):
-                if isinstance(err.cause, OnnxcarError):
-                    raise err.cause from None
-                raise OnnxcarError(f"a shard failed on the Ray cluster: {_first_line(err.cause)}") from err
-            if isinstance(err, ray.exceptions.RayError):
-                raise OnnxcarError(f"the Ray cluster lost a shard {RETRIES + 1} times: {_first_line(err)}") from err
-            raise
+        except ray.exceptions.RayTaskError as err:
+            if isinstance(err.cause, OnnxcarError):
+                raise err.cause from None
+            raise OnnxcarError(f"a shard failed on the Ray cluster: {first_line(err.cause)}") from err
+        except ray.exceptions.RayError as err:
+            raise OnnxcarError(f"the Ray cluster lost a shard {RETRIES + 1} times: {first_line(err)}") from err
 
     def close(self) -> None:
         self.stored = None
@@ -145,7 +145,3 @@ def _check_reachable(address: str) -> None:
     except OSError as err:
         raise OnnxcarError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}",
                            arguments=("ray_address",)) from err
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
