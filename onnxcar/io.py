@@ -374,17 +374,23 @@ def without_weight_data(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
-def infer_shapes(model: onnx.ModelProto, failure: str = "shape inference failed") -> onnx.ModelProto:
-    """A copy of ``model`` with the shapes strict ONNX inference (with data propagation) finds,
-    inferred on :func:`without_weight_data`. A failure is OnnxcarError(``failure: why``)."""
+def infer_shapes(model: onnx.ModelProto, failure: str = "shape inference failed", *,
+                 in_place: bool = False) -> onnx.ModelProto:
+    """``model`` with the shapes strict ONNX inference (with data propagation) finds, inferred on
+    :func:`without_weight_data`: a copy, or ``model`` itself with ``in_place`` (its weights are
+    then not copied at all). A failure is OnnxcarError(``failure: why``)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(without_weight_data(model), strict_mode=True, data_prop=True)
     except Exception as err:  # onnx raises several unrelated types here
         raise OnnxcarError(f"{failure}: {first_line(err)}") from None
-    graph = inferred.graph
-    del graph.input[len(model.graph.input):]  # the inputs that stood in for weights
-    del graph.initializer[:]
-    graph.initializer.extend(model.graph.initializer)
+    if in_place:
+        for field in ("node", "output", "value_info"):  # nodes too: inference fills their subgraphs' shapes
+            del getattr(model.graph, field)[:]
+            getattr(model.graph, field).extend(getattr(inferred.graph, field))
+        return model
+    del inferred.graph.input[len(model.graph.input):]  # the inputs that stood in for weights
+    del inferred.graph.initializer[:]
+    inferred.graph.initializer.extend(model.graph.initializer)
     return inferred
 
 

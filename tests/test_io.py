@@ -397,6 +397,10 @@ def test_infer_shapes_sees_large_weights_by_type_and_keeps_them_bit_for_bit(monk
     assert [v.name for v in inferred.graph.input] == ["x"] and inferred.producer_name == "test"
     assert [t.SerializeToString() for t in inferred.graph.initializer] == [
         t.SerializeToString() for t in model.graph.initializer]
+    assert not model.graph.value_info  # a copy: the model itself is unchanged
+
+    assert io.infer_shapes(model, in_place=True) is model
+    assert model.SerializeToString() == inferred.SerializeToString()
 
 
 # --- hostile inputs (issue 13, items 11 to 14 and 16) ----------------------------------------------

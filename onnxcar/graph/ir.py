@@ -51,7 +51,7 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
             raise OnnxcarError(f"constant folding failed: {first_line(err)}") from None
         if len(graph.nodes) == count:
             break
-        graph = gs.import_onnx(infer_shapes(_bare_model(graph)))
+        graph = gs.import_onnx(infer_shapes(_bare_model(graph), in_place=True))
     _name_nodes(graph)
     return graph
 
@@ -115,7 +115,7 @@ def export_model(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
         setattr(model, field, getattr(like, field))
     del model.metadata_props[:]
     model.metadata_props.extend(like.metadata_props)
-    return infer_shapes(model, "shape inference failed on the edited model")
+    return infer_shapes(model, "shape inference failed on the edited model", in_place=True)
 
 
 def _bare_model(graph: gs.Graph) -> onnx.ModelProto:
