@@ -128,7 +128,7 @@ def test_without_matplotlib_the_error_names_the_extra(reports, tmp_path, monkeyp
 
 
 def test_kinds_registry_lists_what_report_reads():
-    assert {"prune", "score", "sensitivity", "comparison"} <= set(KINDS)
+    assert {"prune", "score", "sensitivity", "comparison", "compress", "pipeline"} <= set(KINDS)
 
 
 def test_sensitivity_cli_table_and_json(reports):
@@ -181,6 +181,19 @@ kind = "evaluate"
     assert ["stage 1 (prune)" in p for p in summary["problems"]] == [True]
     assert "filters_conv_a_car" in summary["figures"] and not any("conv_b" in f for f in summary["figures"])
     assert "<h3>Stages (report.json)</h3>" in html and "<td>evaluate</td>" in html
+
+
+def test_a_compress_report_shows_its_size_table_and_stages(reports, tmp_path):
+    data = ("--data", reports / "d.npz", "--preprocess", "cifar10")
+    report = json.loads(assert_ok(invoke("compress", reports / "m.onnx", *data, "--sparsity", "0.5", "--bits", "2",
+                                         "-o", tmp_path / "c.onnx", "--json")).stdout)
+    result = assert_ok(render(tmp_path / "c.json", "-o", tmp_path / "r.html", "--json"))
+    assert json.loads(result.stdout)["reports"][0]["kind"] == "compress"
+    html = (tmp_path / "r.html").read_text()
+    assert "<h3>Compressed sizes against the original float32 layers (c.json)</h3>" in html
+    whole = report["sizes"]["totals"][-1]
+    assert f"<td>whole model</td>" in html and f"<td>{whole['ratio']:.1f}x</td>" in html
+    assert "<h3>Top-1 after each stage (c.json)</h3>" in html and "<td>weight sharing</td>" in html
 
 
 def test_a_report_that_does_not_fit_its_model_says_so(reports, tmp_path):

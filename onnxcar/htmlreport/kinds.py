@@ -140,6 +140,28 @@ def read_comparison(data: dict, source: str, version: int) -> Facts:
                  settings=settings)
 
 
+@register_kind("compress")
+def read_compress(data: dict, source: str, version: int) -> Facts:
+    """An ``onnxcar compress`` report: the size table against the original float32 layers, and
+    top-1 after each stage."""
+    sizes = data["sizes"]
+    rows = [(r["layer"], f"{r['kept']:,} ({r['kept_share']:.1%})", str(r["codebook"]),
+             f"{r['index_bits']} / {r['coded_index_bits']:.2f}", f"{r['position_bits']} / {r['coded_position_bits']:.2f}",
+             f"{r['compressed_bytes']:,}", f"{r['original_bytes']:,}", f"{r['ratio']:.1f}x")
+            for r in sizes["layers"]]
+    rows.append(("rest of the model (deflated) and framing", "", "", "", "",
+                 f"{sizes['rest_bytes'] + sizes['framing_bytes']:,}", "", ""))
+    rows += [(t["name"], "", "", "", "", f"{t['compressed_bytes']:,}", f"{t['original_bytes']:,}", f"{t['ratio']:.1f}x")
+             for t in sizes["totals"]]
+    table = Table("Compressed sizes against the original float32 layers",
+                  ("layer", "weights kept", "codebook", "index bits (fixed / Huffman)",
+                   "position bits (fixed / Huffman)", "bytes", "original bytes", "ratio"), tuple(rows))
+    accuracy = Table("Top-1 after each stage", ("stage", "validation", "test"), tuple(
+        (a["stage"], f"{a['val']:.2%}", f"{a['test']:.2%}" if "test" in a else "-") for a in data["accuracy"]))
+    settings = {k: data.get(k) for k in ("model", "original", "output", "container", "config", "data", "timings_s")}
+    return Facts(source, "compress", version, tables=(table, accuracy), settings=settings)
+
+
 @register_kind("pipeline")
 def read_pipeline(data: dict, source: str, version: int) -> Facts:
     """An ``onnxcar run`` report: each stage, the gates, and what its prune stages removed.
@@ -149,6 +171,8 @@ def read_pipeline(data: dict, source: str, version: int) -> Facts:
     """
     stages, notes, nested = data["stages"], [], []
     for index, stage in enumerate(stages):
+        if stage["kind"] == "compress" and stage.get("report"):
+            nested.append(read_compress(stage["report"], source, 1))
         if stage["kind"] != "prune" or not stage.get("report"):
             continue
         facts = read_prune(stage["report"], source, 1)
