@@ -1,13 +1,14 @@
 """Compression on the sample, side by side: onnxruntime int8, Deep Compression alone, CAR + Deep Compression.
 
 The int8 model is made here (onnxruntime.quantization, calibrated on the pruning set). The
-two Deep Compression rows are containers written by ``onnxcar compress`` (the commands are in
-samples/README.md); this script restores each one, measures the restored model's test top-1
-with onnxruntime, and measures every size against the ORIGINAL float32 model: per conv layer,
-all conv layers, the whole model (file bytes). Prints a Markdown table; writes it as JSON.
+two Deep Compression rows are containers written by ``onnxcar compress`` (shipped in
+samples/compression/; samples/README.md has the commands that made them); this script
+restores each one, measures the restored model's test top-1 with onnxruntime, and measures
+every size against the ORIGINAL float32 model: per conv layer, all conv layers, the whole
+model (file bytes). Prints a Markdown table; writes it as JSON.
 
-    python benchmarks/compression_table.py --dc DC.onnxz --car-dc CAR_DC.onnxz \\
-        --calibration PRUNE.npz --test TEST.npz [--out samples/compression_table.json]
+    python benchmarks/compression_table.py [--dc DC.onnxz] [--car-dc CAR_DC.onnxz] \\
+        [--calibration PRUNE.npz] [--test TEST.npz] [--out samples/compression_table.json]
 """
 
 import argparse
@@ -33,8 +34,10 @@ INT8_SUFFIXES = ("_quantized", "_scale", "_zero_point")  # what quantize_static 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", default="samples/alexnet_cifar10.onnx")
-    parser.add_argument("--dc", required=True, help="container of Deep Compression alone (no filter pruning)")
-    parser.add_argument("--car-dc", required=True, help="container of CAR filter pruning + Deep Compression")
+    parser.add_argument("--dc", default="samples/compression/dc.onnxz",
+                        help="container of Deep Compression alone (no filter pruning)")
+    parser.add_argument("--car-dc", default="samples/compression/car_dc.onnxz",
+                        help="container of CAR filter pruning + Deep Compression")
     parser.add_argument("--calibration", default="samples/cifar10_prune_1000.npz", help="int8 calibration data")
     parser.add_argument("--calibration-images", type=int, default=1000)
     parser.add_argument("--test", default="samples/cifar10_test_2000.npz")

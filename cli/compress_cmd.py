@@ -46,6 +46,8 @@ def _values(base: LayerValues | None):
 @click.option("--retrain-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fine-tune the pruned float weights (zeros stay zero) before weight sharing.")
 @click.option("--retrain-lr", type=float, default=0.01, show_default=True)
+@click.option("--gradual", is_flag=True, help="Prune during retraining, along a cubic ramp over its first half "
+              "(Zhu and Gupta 2017), instead of all at once before it.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Trained quantization: fine-tune the shared values (and the uncoded weights).")
 @click.option("--finetune-lr", type=float, default=0.001, show_default=True)
@@ -59,7 +61,7 @@ def _values(base: LayerValues | None):
 @runner_options
 @output_options
 def compress_command(model, data_spec, val_path, test_path, original, sparsity, max_drop, scan_step, bits,
-                     index_bits, codebook_dtype, layers, retrain_epochs, retrain_lr, finetune_epochs, finetune_lr,
+                     index_bits, codebook_dtype, layers, retrain_epochs, retrain_lr, gradual, finetune_epochs, finetune_lr,
                      optimizer, train_batch_size, teacher, container, resume, runner, output, force, as_json):
     """Deep Compression of MODEL: weight pruning, weight sharing, trained quantization, Huffman coding.
 
@@ -76,7 +78,7 @@ def compress_command(model, data_spec, val_path, test_path, original, sparsity, 
 
     config = CompressConfig(
         sparsity=sparsity, max_drop=max_drop, bits=bits, index_bits=index_bits, layers=layers, scan_step=scan_step,
-        codebook_dtype=codebook_dtype, retrain=stage(retrain_epochs, retrain_lr),
+        codebook_dtype=codebook_dtype, retrain=stage(retrain_epochs, retrain_lr), gradual=gradual,
         finetune=stage(finetune_epochs, finetune_lr), runner=runner,
     )
     for path in (output, container or output.with_suffix(".onnxz"), output.with_suffix(".json")):

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from onnxcar.compression import CompressConfig, LayerValues, compress, pack, unpack
+from onnxcar.compression import CompressConfig, LayerValues, compress, pack, size_table, unpack, unpack_with_layout
 from onnxcar.compression.int8 import quantize_int8
 from onnxcar.compression.kmeans import share_weights
 from onnxcar.compression.layers import WeightLayer, weight_layers
@@ -186,6 +186,45 @@ def test_fine_tuning_stages_resume_from_their_checkpoints(toy, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.onnx", "out.onnxz"]
 
 
+def test_gradual_pruning_follows_the_cubic_ramp_and_never_revives_a_weight(toy):
+    torch = pytest.importorskip("torch")
+    from onnxcar.bridge.gradual import UPDATE_EVERY, GradualPruning
+    from onnxcar.bridge.module import OnnxModule
+
+    module = OnnxModule(load_model(toy / "model.onnx"))
+    name = weight_layers(load_model(toy / "model.onnx"))[1].tensor
+    weight = module.initializers()[name]
+    pruning = GradualPruning(module, {name: 0.8}, ramp_steps=4 * UPDATE_EVERY)
+    pruned_before = torch.zeros_like(weight, dtype=torch.bool)
+    for step in (0, UPDATE_EVERY, UPDATE_EVERY + 5, 2 * UPDATE_EVERY, 3 * UPDATE_EVERY + 31, 4 * UPDATE_EVERY, 999):
+        pruning.update(step)
+        pruned = weight.detach() == 0
+        t = min(step - step % UPDATE_EVERY, 4 * UPDATE_EVERY) / (4 * UPDATE_EVERY)
+        assert int(pruned.sum()) == round(0.8 * (1 - (1 - t) ** 3) * weight.numel()), step
+        assert bool(pruned[pruned_before].all())  # pruned weights stay pruned
+        pruned_before = pruned
+        with torch.no_grad():  # an optimiser step moves every weight; apply() puts the pruned ones back to zero
+            weight.add_(0.01 * torch.randn_like(weight))
+        pruning.apply()
+    assert int((weight.detach() == 0).sum()) == int((prune_smallest(weight.detach().numpy(), 0.8) == 0).sum())
+
+
+def test_compress_with_gradual_pruning(toy):
+    pytest.importorskip("torch")
+    from onnxcar.bridge.finetune_config import FinetuneConfig
+
+    model = load_model(toy / "model.onnx")
+    config = toy_config(retrain=FinetuneConfig(epochs=2, lr=0.05, batch_size=16), gradual=True, finetune=None)
+    result = compress(model, config, toy_data(toy, "train"), val=toy_data(toy, "val"))
+    assert [r["stage"] for r in result.accuracy] == ["input", "gradual pruning with retraining", "weight sharing"]
+    assert result.finetuning["retrain"]["kept"] == "best epoch"
+    for layer in result.layers:
+        weights = array(result.model, layer.tensor)
+        assert int((weights == 0).sum()) == round(0.5 * weights.size)
+    with pytest.raises(OnnxcarError, match="gradual pruning needs retraining"):
+        toy_config(gradual=True)
+
+
 def test_sensitivity_scan_keeps_the_whole_model_within_the_budget(toy):
     model = load_model(toy / "model.onnx")
     layers = weight_layers(model)
@@ -235,6 +274,19 @@ def test_compress_the_sample_without_fine_tuning():
     assert unpack(result.container).SerializeToString() == result.model.SerializeToString()
 
 
+def test_the_shipped_car_dc_container_holds_the_measured_sizes():
+    """samples/compression/car_dc.onnxz (made by the run in samples/README.md) restores to the model its report
+    measured, and still meets the size targets: 42x for conv1 and conv2, 35x for all conv layers."""
+    shipped = ROOT / "samples" / "compression"
+    model, packed = unpack_with_layout((shipped / "car_dc.onnxz").read_bytes())
+    table = size_table(packed, [l for l in weight_layers(model) if l.tensor in packed.records], load_model(SAMPLE))
+    report = json.loads((shipped / "car_dc.json").read_text())["sizes"]
+    assert table.to_dict() == report
+    ratios = {row.layer: row.ratio for row in table.layers}
+    conv = table.totals()[0]
+    assert ratios["conv1"] >= 42 and ratios["conv2"] >= 42 and conv.name == "conv layers" and conv.ratio >= 35
+
+
 def test_the_int8_path_is_onnxruntimes(toy):
     model = load_model(toy / "model.onnx")
     quantized = quantize_int8(model, load_dataset(toy_data(toy, "val")), batch_size=16)
@@ -266,6 +318,7 @@ def test_compress_command(toy, tmp_path, run_cli):
     (["--sparsity", "0.5", "--max-drop", "1"], "exactly one of sparsity and max_drop"),
     (["--sparsity", "conv9=0.5"], "names 'conv9', which is no layer"),
     (["--sparsity", "0.5", "--bits", "conv=12"], "bits must be whole numbers"),
+    (["--sparsity", "0.5", "--gradual"], "gradual pruning needs retraining epochs"),
 ])
 def test_compress_command_errors(toy, tmp_path, args, error):
     from click.testing import CliRunner

@@ -21,8 +21,10 @@ def checkpoint_path(output: Path) -> Path:
 
 
 def fingerprint(model: onnx.ModelProto, teacher: onnx.ModelProto | None, train: Dataset, val: Dataset,
-                config: FinetuneConfig, shared: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """Identifies a run: the model and teacher bytes, the shared weights, the data specs and sizes, and the config."""
+                config: FinetuneConfig, shared: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                prune_to: Mapping[str, float]) -> str:
+    """Identifies a run: the model and teacher bytes, the shared weights, the data specs and sizes, the config
+    and the gradual pruning targets."""
     digest = hashlib.sha256(model.SerializeToString())
     if teacher is not None:
         digest.update(teacher.SerializeToString())
@@ -32,6 +34,8 @@ def fingerprint(model: onnx.ModelProto, teacher: onnx.ModelProto | None, train: 
             digest.update(np.ascontiguousarray(array).tobytes())
     settings = {"config": config.to_dict(), "train": train.spec.to_dict(), "val": val.spec.to_dict(),
                 "sizes": [len(train), len(val)]}
+    if prune_to:
+        settings["prune_to"] = dict(sorted(prune_to.items()))
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 

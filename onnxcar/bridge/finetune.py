@@ -22,6 +22,7 @@ from onnxcar.bridge.augment import augment, augment_layout
 from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, unusable
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.finetune_data import check_data, targets, to_tensor
+from onnxcar.bridge.gradual import RAMP_FRACTION, GradualPruning
 from onnxcar.bridge.finetune_optim import freeze_zeros, make_optimizer, make_scheduler, trainable
 from onnxcar.bridge.losses import classification_loss, distill_weight, regression_loss
 from onnxcar.bridge.module import OnnxModule
@@ -88,6 +89,7 @@ def finetune(
     on_batch: Callable[[int, int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     shared: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    prune_to: Mapping[str, float] | None = None,
 ) -> FinetuneResult:
     """Trains ``model``'s float weights on ``train``; returns the graph with the weights of the best epoch on ``val``.
 
@@ -97,11 +99,13 @@ def finetune(
     after every epoch; ``resume`` continues from it. ``on_batch(epoch, step, steps)``
     and ``on_epoch(record)`` report progress. ``shared`` maps weight initializers to
     (centroids, index) pairs: those weights are tied to their centroids, which train
-    instead (trained quantization, see ``shared_weights``).
+    instead (trained quantization, see ``shared_weights``). ``prune_to`` maps weight
+    initializers to the sparsity they reach gradually while training (see ``gradual``);
+    then only epochs at that sparsity can be the best.
     """
     start = time.perf_counter()
-    trainer = _Trainer(model, train, val, config, teacher, shared or {})
-    run_id = fingerprint(model, teacher, train, val, config, shared or {})
+    trainer = _Trainer(model, train, val, config, teacher, shared or {}, prune_to or {})
+    run_id = fingerprint(model, teacher, train, val, config, shared or {}, prune_to or {})
     if checkpoint is not None and checkpoint.exists():
         if not resume:
             raise OnnxcarError(f"{checkpoint} exists from an earlier run: resume it, or start afresh",
@@ -128,7 +132,7 @@ def finetune(
 class _Trainer:
     """The module, optimiser, schedule, data, RNG and history of one fine-tuning run."""
 
-    def __init__(self, model, train: Dataset, val: Dataset, config: FinetuneConfig, teacher, shared):
+    def __init__(self, model, train: Dataset, val: Dataset, config: FinetuneConfig, teacher, shared, prune_to):
         check_data(model, train, config.task, "training data")
         check_data(model, val, config.task, "validation data")
         if teacher is not None:
@@ -147,6 +151,9 @@ class _Trainer:
         self.distill = distill_weight(config, train.labels is not None, teacher is not None)
         params = trainable(self.module)
         self.masks = freeze_zeros(params) if config.keep_sparsity else []
+        self.steps_per_epoch = len(range(0, len(train), config.batch_size)) - (len(train) % config.batch_size == 1)
+        self.pruning = GradualPruning(self.module, prune_to, round(RAMP_FRACTION * config.epochs
+                                                                   * self.steps_per_epoch)) if prune_to else None
         self.optimizer = make_optimizer(params, config)
         self.scheduler = make_scheduler(self.optimizer, config)
         self.layout = augment_layout(train) if config.augment else None
@@ -171,6 +178,8 @@ class _Trainer:
         batches = [b for b in order.split(self.config.batch_size) if len(b) > 1]  # BatchNorm needs 2 samples
         total = 0.0
         for step, index in enumerate(batches, 1):
+            if self.pruning:
+                self.pruning.update((epoch - 1) * len(batches) + step - 1)
             x = self.train_x[index]
             if self.layout:
                 x = augment(x, self.layout, self.generator)
@@ -182,10 +191,14 @@ class _Trainer:
             with torch.no_grad():
                 for param, keep in self.masks:
                     param.mul_(keep)
+            if self.pruning:
+                self.pruning.apply()
             total += float(loss.detach()) * len(index)
             if on_batch:
                 on_batch(epoch, step, len(batches))
         self.scheduler.step()
+        if self.pruning:
+            self.pruning.update(epoch * len(batches))
         mean = total / sum(len(b) for b in batches)
         if not math.isfinite(mean):
             raise OnnxcarError(f"training diverged in epoch {epoch} (loss {mean}): lower the learning rate",
@@ -221,9 +234,11 @@ class _Trainer:
         return float((logits.argmax(dim=1) == self.val_y).double().mean())
 
     def add(self, record: dict) -> None:
-        """Appends ``record``; keeps the weights of the best trained epoch (ties: the earliest)."""
+        """Appends ``record``; keeps the weights of the best trained epoch (ties: the earliest) among those
+        at the final sparsity when pruning gradually."""
         self.history.append(record)
-        if record["epoch"] > 0 and self._better(record["val"]):
+        pruned = self.pruning is None or self.pruning.complete_after(record["epoch"] * self.steps_per_epoch)
+        if record["epoch"] > 0 and pruned and self._better(record["val"]):
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
             self.best_epoch = record["epoch"]
 

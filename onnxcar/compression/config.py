@@ -80,7 +80,8 @@ class CompressConfig:
     Weight pruning: ``sparsity`` per layer (the fraction of weights zeroed, smallest magnitudes
     first), or ``max_drop`` accuracy points found by a sensitivity scan on the validation data
     in steps of ``scan_step``. ``retrain`` fine-tunes the pruned float weights with zeros held
-    at zero. Weight sharing: 2**``bits`` k-means centroids per layer, stored as
+    at zero; with ``gradual`` the weights are not pruned at once before it but along a cubic
+    ramp during its first half (Zhu and Gupta 2017). Weight sharing: 2**``bits`` k-means centroids per layer, stored as
     ``codebook_dtype``. ``finetune`` trains the centroids (trained quantization). Entropy
     coding: relative position indices of ``index_bits`` bits. ``layers``: which weight
     layers to compress (default: all).
@@ -94,6 +95,7 @@ class CompressConfig:
     scan_step: float = 0.05
     codebook_dtype: str = "float16"
     retrain: FinetuneConfig | None = None
+    gradual: bool = False
     finetune: FinetuneConfig | None = None
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
@@ -107,6 +109,8 @@ class CompressConfig:
             "bits must be whole numbers from 1 to 8": (_whole(self.bits, 1, 8), ("bits",)),
             f"index bits must be whole numbers from 1 to {MAX_WIDTH}": (_whole(self.index_bits, 1, MAX_WIDTH),
                                                                         ("index_bits",)),
+            "gradual pruning needs retraining epochs": (not self.gradual or self.retrain is not None,
+                                                        ("gradual", "retrain_epochs")),
             "scan_step must lie in (0, 0.5]": (0 < self.scan_step <= 0.5, ("scan_step",)),
             f"codebook_dtype must be one of {', '.join(CODEBOOK_DTYPES)}": (self.codebook_dtype in CODEBOOK_DTYPES,
                                                                             ("codebook_dtype",)),
@@ -120,7 +124,7 @@ class CompressConfig:
             "sparsity": self.sparsity.to_dict() if self.sparsity else None, "max_drop": self.max_drop,
             "bits": self.bits.to_dict(), "index_bits": self.index_bits.to_dict(), "layers": list(self.layers),
             "scan_step": self.scan_step, "codebook_dtype": self.codebook_dtype,
-            "retrain": self.retrain.to_dict() if self.retrain else None,
+            "retrain": self.retrain.to_dict() if self.retrain else None, "gradual": self.gradual,
             "finetune": self.finetune.to_dict() if self.finetune else None,
         }
 

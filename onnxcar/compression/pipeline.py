@@ -77,12 +77,18 @@ def compress(model: ModelLike, config: CompressConfig, data: DataSpec, *, val: D
         sparsity = sensitivity.sparsity
     else:
         sparsity = {layer.name: config.sparsity.get(layer, "sparsity", fallback=0.0) for layer in layers}
-    current = set_initializers(proto, {layer.tensor: prune_smallest(weights[layer.tensor], sparsity[layer.name])
-                                       for layer in layers})
-    run.measure("weight pruning", current)
-    if config.retrain is not None:
-        current = run.finetune("retrain", current, replace(config.retrain, keep_sparsity=True))
-        run.measure("retraining", current)
+    targets = {layer.tensor: sparsity[layer.name] for layer in layers}
+    if config.gradual:
+        trained = run.finetune("retrain", proto, config.retrain, prune_to=targets)
+        current = set_initializers(trained, {name: prune_smallest(_array(trained, name), s)  # exactly as scheduled
+                                             for name, s in targets.items()})
+        run.measure("gradual pruning with retraining", current)
+    else:
+        current = set_initializers(proto, {name: prune_smallest(weights[name], s) for name, s in targets.items()})
+        run.measure("weight pruning", current)
+        if config.retrain is not None:
+            current = run.finetune("retrain", current, replace(config.retrain, keep_sparsity=True))
+            run.measure("retraining", current)
 
     bits = {layer.name: int(config.bits.get(layer, "bits")) for layer in layers}
     began = time.perf_counter()
@@ -144,9 +150,11 @@ class _Run:
         self.accuracy.append(record)
         self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - began
 
-    def finetune(self, stage: str, model: onnx.ModelProto, config: FinetuneConfig, shared=None) -> onnx.ModelProto:
+    def finetune(self, stage: str, model: onnx.ModelProto, config: FinetuneConfig, shared=None,
+                 prune_to=None) -> onnx.ModelProto:
         """Fine-tunes through the torch bridge (torch is imported here, only when a run fine-tunes); the
-        model of the best epoch on the validation data, or ``model`` itself when no epoch beat it."""
+        model of the best epoch on the validation data, or ``model`` itself when no epoch beat it (never
+        when pruning gradually: ``model`` is then still dense)."""
         from onnxcar.bridge import require_torch
 
         require_torch(f"the {stage} stage")
@@ -160,8 +168,8 @@ class _Run:
 
         result = finetune(model, self.data, self.val, config, teacher=self.teacher,
                           checkpoint=self.checkpoints.get(stage), resume=self.resume, on_batch=on_batch,
-                          on_epoch=on_epoch, shared=shared)
-        kept = result.after > result.before
+                          on_epoch=on_epoch, shared=shared, prune_to=prune_to)
+        kept = bool(prune_to) or result.after > result.before
         self.summaries[stage] = {**result.summary(), "kept": "best epoch" if kept else "input"}
         self.timings[stage] = result.seconds
         if not kept:
