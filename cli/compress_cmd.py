@@ -61,8 +61,9 @@ def _values(base: LayerValues | None):
 @runner_options
 @output_options
 def compress_command(model, data_spec, val_path, test_path, original, sparsity, max_drop, scan_step, bits,
-                     index_bits, codebook_dtype, layers, retrain_epochs, retrain_lr, gradual, finetune_epochs, finetune_lr,
-                     optimizer, train_batch_size, teacher, container, resume, runner, output, force, as_json):
+                     index_bits, codebook_dtype, layers, retrain_epochs, retrain_lr, gradual, finetune_epochs,
+                     finetune_lr, optimizer, train_batch_size, teacher, container, resume, runner, output, force,
+                     as_json):
     """Deep Compression of MODEL: weight pruning, weight sharing, trained quantization, Huffman coding.
 
     Writes the runnable model (-o; its weights hold only the shared values), the container that

@@ -294,6 +294,7 @@ def test_a_stage_that_changes_the_model_after_compress_drops_the_container(tmp_p
     (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', 'sparsity = "conv9=0.5"'), "names 'conv9', which is no layer"),
     (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', "sparsity = [0.5]"), "sparsity must be a number, or per layer"),
     (lambda t: t.replace("bits = 4", "bits = 12"), "bits must be whole numbers from 1 to 8"),
+    (lambda t: t.replace("bits = 4", "bits = 4\ngradual = true"), "gradual pruning needs retraining epochs"),
 ])
 def test_a_bad_compress_stage_is_one_line(tmp_path, edit, fragment):
     result = invoke("run", recipe(tmp_path, text=edit(COMPRESSING)), "--output-dir", tmp_path / "out", "--dry-run")

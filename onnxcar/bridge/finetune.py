@@ -22,8 +22,8 @@ from onnxcar.bridge.augment import augment, augment_layout
 from onnxcar.bridge.checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint, unusable
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.finetune_data import check_data, targets, to_tensor
-from onnxcar.bridge.gradual import RAMP_FRACTION, GradualPruning
 from onnxcar.bridge.finetune_optim import freeze_zeros, make_optimizer, make_scheduler, trainable
+from onnxcar.bridge.gradual import RAMP_FRACTION, GradualPruning
 from onnxcar.bridge.losses import classification_loss, distill_weight, regression_loss
 from onnxcar.bridge.module import OnnxModule
 from onnxcar.bridge.shared_weights import tie_weights

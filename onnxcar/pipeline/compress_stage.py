@@ -61,6 +61,7 @@ def _compress(options: dict) -> CompressStage:
         sparsity=values("sparsity", None), max_drop=options.get("max_drop"), bits=values("bits", DEFAULT_BITS),
         index_bits=values("index_bits", DEFAULT_INDEX_BITS), layers=options.get("layers", ()),
         scan_step=options.get("scan_step", 0.05), codebook_dtype=options.get("codebook_dtype", "float16"),
-        retrain=tuning("retrain_epochs", "retrain_lr", 0.01), gradual=options.get("gradual", False), finetune=tuning("finetune_epochs", "finetune_lr", 0.001),
+        retrain=tuning("retrain_epochs", "retrain_lr", 0.01), gradual=options.get("gradual", False),
+        finetune=tuning("finetune_epochs", "finetune_lr", 0.001),
     )
     return CompressStage(config, options.get("teacher"))
