@@ -151,6 +151,7 @@ class _Trainer:
         self.distill = distill_weight(config, train.labels is not None, teacher is not None)
         params = trainable(self.module)
         self.masks = freeze_zeros(params) if config.keep_sparsity else []
+        # train_epoch's batches: the last one is dropped when it holds a single sample
         self.steps_per_epoch = len(range(0, len(train), config.batch_size)) - (len(train) % config.batch_size == 1)
         self.pruning = GradualPruning(self.module, prune_to, round(RAMP_FRACTION * config.epochs
                                                                    * self.steps_per_epoch)) if prune_to else None
