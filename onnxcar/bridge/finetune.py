@@ -151,8 +151,7 @@ class _Trainer:
         self.distill = distill_weight(config, train.labels is not None, teacher is not None)
         params = trainable(self.module)
         self.masks = freeze_zeros(params) if config.keep_sparsity else []
-        # train_epoch's batches: the last one is dropped when it holds a single sample
-        self.steps_per_epoch = len(range(0, len(train), config.batch_size)) - (len(train) % config.batch_size == 1)
+        self.steps_per_epoch = len(_batches(torch.arange(len(train)), config.batch_size))
         self.pruning = GradualPruning(self.module, prune_to, round(RAMP_FRACTION * config.epochs
                                                                    * self.steps_per_epoch)) if prune_to else None
         self.optimizer = make_optimizer(params, config)
@@ -176,7 +175,7 @@ class _Trainer:
         """One pass over shuffled training batches; returns the mean loss."""
         self.module.train()
         order = torch.randperm(len(self.train_x), generator=self.generator)
-        batches = [b for b in order.split(self.config.batch_size) if len(b) > 1]  # BatchNorm needs 2 samples
+        batches = _batches(order, self.config.batch_size)
         total = 0.0
         for step, index in enumerate(batches, 1):
             if self.pruning:
@@ -279,6 +278,11 @@ class _Trainer:
         except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
             raise unusable(path, err) from err
         self.best_state, self.best_epoch, self.history = state["best_state"], state["best_epoch"], state["history"]
+
+
+def _batches(order: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``order`` split into batches of ``size``, without a last batch of one (BatchNorm needs 2 samples)."""
+    return [b for b in order.split(size) if len(b) > 1]
 
 
 def _first(outputs):

@@ -82,9 +82,9 @@ class CompressConfig:
     in steps of ``scan_step``. ``retrain`` fine-tunes the pruned float weights with zeros held
     at zero; with ``gradual`` the weights are not pruned at once before it but along a cubic
     ramp during its first half (Zhu and Gupta 2017). Weight sharing: 2**``bits`` k-means
-    centroids per layer, stored as ``codebook_dtype``. ``finetune`` trains the centroids (trained quantization). Entropy
-    coding: relative position indices of ``index_bits`` bits. ``layers``: which weight
-    layers to compress (default: all).
+    centroids per layer, stored as ``codebook_dtype``. ``finetune`` trains the centroids
+    (trained quantization). Entropy coding: relative position indices of ``index_bits`` bits.
+    ``layers``: which weight layers to compress (default: all).
     """
 
     sparsity: LayerValues | None = None
