@@ -20,7 +20,10 @@ import numpy as np
 import onnx
 
 import onnxcar
+from onnxcar.graph import analyze
+from onnxcar.graph.cost import plan_cost
 from onnxcar.importance.registry import CRITERIA
+from onnxcar.surgery.plan import make_plan
 
 PEERS = {"onnxsim": "onnxsim", "torch-pruning": "torch_pruning"}  # peer name -> module it needs
 
@@ -54,13 +57,15 @@ class Bench:
 
 @dataclass(frozen=True)
 class Landed:
-    """A pruned model, the knob value that produced it, and whether it is within the budget."""
+    """A pruned model, the knob value that produced it, whether it is within the budget, the seconds
+    its pruning took, and those of the whole search for the knob (bisection included)."""
 
     model: onnx.ModelProto
     knob: str
     value: float | None
     reached: bool
     seconds: float
+    search_seconds: float
 
 
 @dataclass(frozen=True)
@@ -83,22 +88,29 @@ def land(run: Callable[[float], onnx.ModelProto], target: float, knob: str, hi: 
     A tool may prune less at a high knob than at a lower one (Torch-Pruning skips a group it
     would empty), so the upper end steps down from ``hi`` until one value is within the budget.
     """
-    start = time.perf_counter()
+    start, seconds = time.perf_counter(), {}
+
+    def timed(value: float) -> onnx.ModelProto:
+        began = time.perf_counter()
+        model = run(value)
+        seconds[value] = time.perf_counter() - began
+        return model
+
     for top in (hi * (1 - k / 10) for k in range(6)):
-        model = run(top)
+        model = timed(top)
         if macs_of(model) <= target:
             break
     else:
-        return Landed(model, knob, top, False, time.perf_counter() - start)
+        return Landed(model, knob, top, False, seconds[top], time.perf_counter() - start)
     lo, best = 0.0, (top, model)
     for _ in range(steps):
         mid = (lo + best[0]) / 2
-        candidate = run(mid)
+        candidate = timed(mid)
         if macs_of(candidate) <= target:
             best = (mid, candidate)
         else:
             lo = mid
-    return Landed(best[1], knob, best[0], True, time.perf_counter() - start)
+    return Landed(best[1], knob, best[0], True, seconds[best[0]], time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------------------- onnxcar
@@ -115,12 +127,26 @@ def _repairs() -> dict[str, Callable]:
 
 
 def uniform_ratio(bench: Bench, budget: float) -> float:
-    """The smallest per-layer ratio whose uniform pruning fits the budget (MACs depend only on it)."""
-    if budget not in bench._ratios:
-        def run(ratio: float) -> onnx.ModelProto:
-            return onnxcar.prune(bench.original, target=onnxcar.Ratio(ratio), criterion="l1", verify=False).model
+    """The smallest per-layer ratio whose uniform pruning fits the budget.
 
-        bench._ratios[budget] = land(run, budget * bench.macs, "ratio", 0.95, steps=12).value
+    Which filters go does not change the MACs, so each trial ratio is costed on a plan that
+    removes the first ``floor(ratio * n)`` channels of every prunable group, without surgery.
+    """
+    if budget not in bench._ratios:
+        analysis = analyze(bench.original)
+        groups = [g for g in analysis.groups if g.prunable]
+
+        def macs(ratio: float) -> int:
+            removed = set()
+            for group in groups:
+                removed |= group.channel_ids(range(onnxcar.Ratio(ratio).removals(group.size)))
+            return plan_cost(make_plan(analysis, removed)).macs
+
+        lo, hi = 0.0, 0.95
+        for _ in range(16):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if macs(mid) <= budget * bench.macs else (mid, hi)
+        bench._ratios[budget] = hi
     return bench._ratios[budget]
 
 
@@ -130,8 +156,8 @@ def onnxcar_uniform(criterion: str) -> Method:
         start = time.perf_counter()
         result = onnxcar.prune(bench.original, target=onnxcar.Ratio(ratio), criterion=criterion,
                                data=bench.prune_data, per_iter=bench.per_iter)
-        return Landed(result.model, "ratio", ratio, result.after.macs <= budget * bench.macs,
-                      time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return Landed(result.model, "ratio", ratio, result.after.macs <= budget * bench.macs, seconds, seconds)
 
     return Method(f"onnxcar {criterion} uniform", "onnxcar", prune, _repairs())
 
@@ -141,8 +167,8 @@ def onnxcar_global(criterion: str) -> Method:
         start = time.perf_counter()
         result = onnxcar.prune(bench.original, target=onnxcar.Macs(budget), criterion=criterion,
                                data=bench.prune_data, per_iter=bench.per_iter)
-        return Landed(result.model, "target_macs", budget, result.after.macs <= budget * bench.macs,
-                      time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return Landed(result.model, "target_macs", budget, result.after.macs <= budget * bench.macs, seconds, seconds)
 
     return Method(f"onnxcar {criterion} global", "onnxcar", prune, _repairs())
 

@@ -160,7 +160,8 @@ def run_method(bench: Bench, method: Method, budget: float, test_data: onnxcar.D
         landed = method.prune(bench, budget)
         save_model(landed.model, model_path(models, record), force=True)
         record.update(knob=landed.knob, knob_value=landed.value, reached=landed.reached,
-                      prune_seconds=round(landed.seconds, 2), **measure(landed.model, test_data))
+                      prune_seconds=round(landed.seconds, 2), search_seconds=round(landed.search_seconds, 2),
+                      **measure(landed.model, test_data))
         record["macs_fraction"] = record["macs"] / bench.macs
         add_repairs(record, method, bench, landed.model, test_data)
         if finetune:

@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 import onnxcar
+from tests.test_cli import assert_ok, invoke
 
 torch = pytest.importorskip("torch")  # the torch extra; onnxsim and torch-pruning come with the dev extra
 
@@ -78,6 +79,13 @@ def test_every_peer_runs_end_to_end(tiny):
     assert all("ridge" in r["repairs"] for r in results["runs"] if r["tool"] == "onnxsim")
     table = peers.markdown(results)
     assert all(m.name in table for m in methods)
+
+    pytest.importorskip("matplotlib")
+    summary = json.loads(assert_ok(invoke("-q", "report", out, "-o", root / "peers.html", "--json")).stdout)
+    html = (root / "peers.html").read_text()
+    assert [r["kind"] for r in summary["reports"]] == ["peers"] and summary["problems"] == []
+    assert summary["figures"] == ["accuracy_test_accuracy_share_of_the_macs_kept"]
+    assert "Accuracy curves" in html and "after ridge repair" in html and "onnxsim wanda uniform" in html
 
 
 def test_resume_keeps_runs_and_skips_them(tiny):

@@ -5,12 +5,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Curve:
-    """A metric against filters removed from one layer, by one criterion (the paper's figure)."""
+    """A metric against filters removed from one layer, by one criterion (the paper's figure), or
+    against another ``x_label`` (the peers benchmark: share of the MACs kept, one panel per stage)."""
 
     layer: str
     label: str
     points: tuple[tuple[float, float], ...]
     metric: str  # what the y axis measures, e.g. "pruning-set accuracy"
+    x_label: str = "filters removed"
 
 
 @dataclass(frozen=True)

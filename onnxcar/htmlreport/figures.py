@@ -54,17 +54,18 @@ def _style(label: str) -> dict:
 
 
 def curves_figure(curves: list[tuple[str, Curve]], metric: str) -> bytes:
-    """The paper's figure: ``metric`` against filters removed, one panel per layer, one line per criterion."""
+    """The paper's figure: ``metric`` against filters removed (or the curves' ``x_label``), one panel per
+    layer, one line per criterion."""
     layers = list(dict.fromkeys(c.layer for _, c in curves))
     sources = list(dict.fromkeys(label.partition(" (")[2] for label, _ in curves))  # "" for unambiguous labels
     fig, axes = _grid(len(layers))
     for ax, layer in zip(axes, layers):
         for label, curve in ((l, c) for l, c in curves if c.layer == layer):
-            x, y = zip(*curve.points)
+            x, y = zip(*sorted(curve.points))
             dashes = _LINES[sources.index(label.partition(" (")[2]) % len(_LINES)]  # one line style per report file
             ax.plot(x, 100 * np.asarray(y) if "accuracy" in metric else y, label=label, linestyle=dashes, **_style(label))
         ax.set_title(layer)
-        ax.set_xlabel("filters removed")
+        ax.set_xlabel(curve.x_label)
         ax.set_ylabel(f"{metric} (%)" if "accuracy" in metric else metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -193,3 +193,38 @@ def read_pipeline(data: dict, source: str, version: int) -> Facts:
                  prunings=tuple(p for f in nested for p in f.prunings),
                  tables=(table, *((gates,) if gates.rows else ()), *(t for f in nested for t in f.tables)),
                  settings=settings, notes=tuple(notes))
+
+
+@register_kind("peers")
+def read_peers(data: dict, source: str, version: int) -> Facts:
+    """A side-by-side benchmark (``benchmarks/peers.py``): test top-1 against the share of MACs kept, one
+    line per method, one panel per stage (after pruning, after each repair, after fine-tuning)."""
+    runs = [r for r in data["runs"] if "error" not in r]
+    repairs = sorted({k for r in runs for k in r.get("repairs", {})})
+    stages = [("after pruning", lambda r: r["test_top1"])]
+    stages += [(f"after {k} repair", lambda r, k=k: r.get("repairs", {}).get(k, {}).get("test_top1")) for k in repairs]
+    stages += [("after fine-tuning", lambda r: r.get("finetuned", {}).get("test_top1"))]
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    curves = []
+    for stage, value in stages:
+        for method in methods:
+            points = tuple((float(r["macs_fraction"]), float(value(r))) for r in runs
+                           if r["method"] == method and value(r) is not None)
+            if points:
+                curves.append(Curve(stage, method, points, "test accuracy", "share of the MACs kept"))
+    budgets = data["budgets"]
+    by_key = {(r["method"], r["budget"]): r for r in runs}
+
+    def cell(method: str, budget: float) -> str:
+        run = by_key.get((method, budget))
+        if run is None:
+            return "-"
+        figures = [f"{v:.2%}" if v is not None else "-" for v in (value(run) for _, value in stages)]
+        return " / ".join(figures) + f" ({run['macs_fraction']:.2f})"
+
+    table = Table(f"Test top-1 ({' / '.join(s for s, _ in stages)}) and share of the MACs kept; "
+                  f"unpruned {data['original']['test_top1']:.2%}",
+                  ("method", *(f"{b:g} of the MACs" for b in budgets)),
+                  tuple((m, *(cell(m, b) for b in budgets)) for m in methods))
+    settings = {k: data.get(k) for k in ("model", "settings", "missing_peers", "original", "budgets")}
+    return Facts(source, "peers", version, curves=tuple(curves), tables=(table,), settings=settings)

@@ -85,12 +85,20 @@ def _labelled(facts: list[Facts]) -> list[tuple[str, Curve]]:
 def _curves(facts: list[Facts]) -> Section | None:
     labelled = _labelled(facts)
     blocks = []
-    for metric in dict.fromkeys(c.metric for _, c in labelled):
-        chosen = [(label, c) for label, c in labelled if c.metric == metric]
-        blocks.append(Figure(f"accuracy_{_slug(metric)}", figures.curves_figure(chosen, metric),
-                             f"{metric.capitalize()} against the number of filters removed from each layer, "
-                             "one line per criterion (greedy, one layer at a time, no fine-tuning)."))
-    return Section("Accuracy against filters removed", tuple(blocks)) if blocks else None
+    for metric, x_label in dict.fromkeys((c.metric, c.x_label) for _, c in labelled):
+        chosen = [(label, c) for label, c in labelled if (c.metric, c.x_label) == (metric, x_label)]
+        if x_label == "filters removed":
+            name = f"accuracy_{_slug(metric)}"
+            caption = (f"{metric.capitalize()} against the number of filters removed from each layer, one line per "
+                       "criterion (greedy, one layer at a time, no fine-tuning).")
+        else:
+            name = f"accuracy_{_slug(metric)}_{_slug(x_label)}"
+            caption = f"{metric.capitalize()} against {x_label}, one line per method."
+        blocks.append(Figure(name, figures.curves_figure(chosen, metric), caption))
+    if not blocks:
+        return None
+    by_filters = all(c.x_label == "filters removed" for _, c in labelled)
+    return Section("Accuracy against filters removed" if by_filters else "Accuracy curves", tuple(blocks))
 
 
 def _scans(facts: list[Facts]) -> Section | None:
