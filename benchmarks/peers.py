@@ -127,6 +127,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def make_bench(name: str, sample: Sample, prune_data: onnxcar.Data, per_iter: int,
                repair_data: onnxcar.Data | None = None) -> Bench:
     original = onnx.load(sample.onnx_path)
@@ -147,14 +151,12 @@ def finetuned_top1(model: onnx.ModelProto, settings: dict) -> dict:
 
     config = FinetuneConfig(epochs=settings["epochs"], seed=0)
     result = onnxcar.finetune(model, settings["data"], settings["val"], config)
-    return {"epochs": config.epochs, "seconds": round(result.seconds, 1),
-            "test_top1": onnxcar.evaluate(result.model, settings["test"]).top1}
+    return {"epochs": config.epochs, "seed": config.seed, "data": settings["data"].to_dict(),
+            "seconds": round(result.seconds, 1), "test_top1": onnxcar.evaluate(result.model, settings["test"]).top1}
 
 
-def run_method(bench: Bench, method: Method, budget: float, test_data: onnxcar.Data,
-               finetune: dict | None, models: pathlib.Path) -> dict:
-    """Prunes to ``budget`` by ``method``, keeps the model in ``models`` and measures it, its repairs
-    and its fine-tuning (of the pruned model, before any repair: the same start for every tool)."""
+def run_method(bench: Bench, method: Method, budget: float, test_data: onnxcar.Data, models: pathlib.Path) -> dict:
+    """Prunes to ``budget`` by ``method``, keeps the model in ``models`` and measures it."""
     record = {"method": method.name, "tool": method.tool, "budget": budget, "repairs": {}}
     try:
         landed = method.prune(bench, budget)
@@ -163,9 +165,6 @@ def run_method(bench: Bench, method: Method, budget: float, test_data: onnxcar.D
                       prune_seconds=round(landed.seconds, 2), search_seconds=round(landed.search_seconds, 2),
                       **measure(landed.model, test_data))
         record["macs_fraction"] = record["macs"] / bench.macs
-        add_repairs(record, method, bench, landed.model, test_data)
-        if finetune:
-            record["finetuned"] = finetuned_top1(landed.model, finetune)
     except Exception as err:  # a peer's failure is a result to report, not the end of the benchmark
         traceback.print_exc(file=sys.stderr)
         record["error"] = f"{type(err).__name__}: {err}"
@@ -245,9 +244,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
     bench = make_bench(args.model, sample, prune_data, args.per_iter, repair_data)
     settings = {"prune_data": args.prune_data, "test_data": args.test_data, "repair_data": args.repair_data,
-                "repair_limit": args.repair_limit, "per_iter": args.per_iter,
-                "finetune": None if not finetune else {"data": args.finetune_data, "limit": args.finetune_limit,
-                                                       "epochs": args.finetune_epochs, "seed": 0}}
+                "repair_limit": args.repair_limit, "per_iter": args.per_iter}
     results = benchmark(bench, methods, args.budgets, test_data, finetune, out,
                         {"model": str(sample.onnx_path.relative_to(ROOT)), "settings": settings,
                          "missing_peers": missing}, resume=args.resume)
@@ -257,10 +254,11 @@ def main(argv=None) -> int:
 
 def benchmark(bench: Bench, methods: list[Method], budgets: list[float], test_data: onnxcar.Data,
               finetune: dict | None, out: pathlib.Path, header: dict, resume: bool = False) -> dict:
-    """Runs every method at every budget, saving ``out`` after each run; returns the report.
+    """Runs every method at every budget, then the tools' repairs and the fine-tuning of every pruned
+    model, saving ``out`` after each step; returns the report.
 
     Each pruned model is kept beside ``out`` (``<out stem>_models/``), so that a resumed run adds
-    the repairs registered since to the runs already done.
+    what its runs lack (a repair registered since, the fine-tuning) without pruning again.
     """
     models = out.with_name(out.stem + "_models")
     models.mkdir(parents=True, exist_ok=True)
@@ -274,24 +272,32 @@ def benchmark(bench: Bench, methods: list[Method], budgets: list[float], test_da
             print(f"peers.py: {out} was made with other settings; starting afresh", file=sys.stderr)
     if "original" not in results:
         results["original"] = measure(bench.original, test_data)
-    by_name = {m.name: m for m in methods}
-    for record in results["runs"]:
-        method, path = by_name.get(record["method"]), model_path(models, record)
-        if method and set(method.repairs) - set(record["repairs"]) and path.exists():
-            add_repairs(record, method, bench, onnx.load(path), test_data)
-            write_json(results, out)
     done = {(r["method"], r["budget"]) for r in results["runs"]}
-    for budget in budgets:
+    for budget in budgets:  # first every pruning, then the repairs, then the fine-tuning: the cheap figures first
         for method in methods:
             if (method.name, budget) in done:
                 continue
-            print(f"[{time.strftime('%H:%M:%S')}] {method.name} at {budget:g} of the MACs", file=sys.stderr, flush=True)
-            record = run_method(bench, method, budget, test_data, finetune, models)
+            log(f"{method.name} at {budget:g} of the MACs")
+            record = run_method(bench, method, budget, test_data, models)
             results["runs"].append(record)
             write_json(results, out)
-            summary = record.get("error") or (f"top-1 {record['test_top1']:.2%} at {record['macs_fraction']:.3f} "
-                                              f"of the MACs in {record['prune_seconds']:.1f} s")
-            print(f"    {summary}", file=sys.stderr, flush=True)
+            log(record.get("error") or f"    top-1 {record['test_top1']:.2%} at {record['macs_fraction']:.3f} "
+                                       f"of the MACs in {record['prune_seconds']:.1f} s")
+    by_name = {m.name: m for m in methods}
+    for stage in ("repairs", "fine-tuning") if finetune else ("repairs",):
+        for record in results["runs"]:
+            method, path = by_name.get(record["method"]), model_path(models, record)
+            if method is None or "error" in record or not path.exists():
+                continue
+            if stage == "repairs" and set(method.repairs) - set(record["repairs"]):
+                log(f"{method.name} at {record['budget']:g}: repairs")
+                add_repairs(record, method, bench, onnx.load(path), test_data)
+            elif stage == "fine-tuning" and "finetuned" not in record:
+                log(f"{method.name} at {record['budget']:g}: fine-tuning")  # the pruned model: the same start for all
+                record["finetuned"] = finetuned_top1(onnx.load(path), finetune)
+            else:
+                continue
+            write_json(results, out)
     return results
 
 

@@ -66,7 +66,7 @@ def test_every_peer_runs_end_to_end(tiny):
     finetune = {"epochs": 1, "data": data, "val": data, "test": data}
     results = peers.benchmark(bench, methods, [0.6], data, finetune, out, {"settings": {}})
 
-    assert json.loads(out.read_text())["runs"] == results["runs"]
+    assert json.loads(out.read_text())["runs"] == json.loads(json.dumps(results["runs"]))
     assert len(results["runs"]) == len(methods)
     for run in results["runs"]:
         assert "error" not in run, (run["method"], run.get("error"))
