@@ -299,3 +299,75 @@ def test_a_stage_that_changes_the_model_after_compress_drops_the_container(tmp_p
 def test_a_bad_compress_stage_is_one_line(tmp_path, edit, fragment):
     result = invoke("run", recipe(tmp_path, text=edit(COMPRESSING)), "--output-dir", tmp_path / "out", "--dry-run")
     assert result.exit_code == 2 and fragment in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+QUICK = f"""
+model = "{SAMPLES / 'alexnet_cifar10.onnx'}"
+
+[data.prune]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+limit = 50
+
+[data.test]
+path = "{SAMPLES / 'cifar10_test_2000.npz'}"
+preprocess = "cifar10"
+limit = 100
+
+[[stages]]
+kind = "prune"
+criterion = "l1"
+layers = ["conv1"]
+count = 2
+
+[[stages]]
+kind = "evaluate"
+"""
+
+
+def _edit_top1(cache: pathlib.Path) -> None:
+    entry = next(cache.glob("01-evaluate-*.json"))
+    saved = json.loads(entry.read_text())
+    saved["record"]["metrics"]["top1"] = 0.99
+    entry.write_text(json.dumps(saved))
+
+
+def _unpruned_model(cache: pathlib.Path) -> None:
+    next(cache.glob("00-prune-*.onnx")).write_bytes((SAMPLES / "alexnet_cifar10.onnx").read_bytes())
+
+
+def _truncated_entry(cache: pathlib.Path) -> None:
+    entry = next(cache.glob("00-prune-*.json"))
+    entry.write_bytes(entry.read_bytes()[:40])
+
+
+def _truncated_model(cache: pathlib.Path) -> None:
+    model = next(cache.glob("00-prune-*.onnx"))
+    model.write_bytes(model.read_bytes()[:1000])
+
+
+TAMPERS = [  # (what, edit of the cache, which stages the rerun takes from the cache)
+    ("edited-metric", _edit_top1, [True, False]),
+    ("replaced-model", _unpruned_model, [False, True]),  # the rebuilt prune gives the evaluation's key again
+    ("truncated-entry", _truncated_entry, [False, True]),
+    ("truncated-model", _truncated_model, [False, True]),
+]
+
+
+@pytest.mark.parametrize("what, tamper, cached", TAMPERS, ids=[t[0] for t in TAMPERS])
+def test_a_tampered_cache_entry_is_rebuilt_with_a_warning(tmp_path, caplog, what, tamper, cached):
+    path, out = recipe(tmp_path, text=QUICK), tmp_path / "out"
+    first = invoke("run", path, "--output-dir", out, "--json")
+    assert first.exit_code == 0, first.stderr
+    model = (out / "model.onnx").read_bytes()
+    tamper(out / ".cache")
+    again = invoke("run", path, "--output-dir", out, "--json")
+    assert again.exit_code == 0, (again.stderr, again.exception)
+    assert "is corrupt" in caplog.text and "running it again" in caplog.text
+    caplog.clear()
+    report = json.loads(again.stdout)
+    assert [s["cached"] for s in report["stages"]] == cached
+    assert report["metrics"] == json.loads(first.stdout)["metrics"]
+    assert (out / "model.onnx").read_bytes() == model
+    third = invoke("run", path, "--output-dir", out, "--json")
+    assert all(s["cached"] for s in json.loads(third.stdout)["stages"]) and "corrupt" not in caplog.text

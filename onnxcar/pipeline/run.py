@@ -1,8 +1,9 @@
 """Runs a recipe: checks everything up front, then each stage, reusing finished stages from a cache.
 
 A stage's output is cached under a key made of its input model's content, its settings, the
-content of the data it reads and the runner settings; a rerun skips finished stages, and a
-killed run resumes inside the stage it was in (pruning journals, fine-tuning checkpoints).
+content of the data it reads and the runner settings; a rerun skips finished stages whose
+entries verify (see ``cache``), and a killed run resumes inside the stage it was in (pruning
+journals, fine-tuning checkpoints).
 """
 
 import hashlib
@@ -21,6 +22,7 @@ from onnxcar.graph import analyze
 from onnxcar.graph.cost import plan_cost
 from onnxcar.graph.shapes import require_input_shapes, resolve_input_shapes, tensor_shapes
 from onnxcar.io import atomic_write, load_model, save_model
+from onnxcar.pipeline.cache import read_entry, write_entry
 from onnxcar.latency import measure_latency
 from onnxcar.pipeline.gates import GateResult, check_gates
 from onnxcar.pipeline.recipe import Recipe
@@ -165,13 +167,10 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
                progress: Progress) -> tuple[StageRecord, onnx.ModelProto, dict[str, bytes]]:
     """Runs one stage, or takes its output (model, record and files) from the cache."""
     stem = cache / f"{index:02d}-{stage.kind}-{key[:16]}"
-    done = stem.with_suffix(".json")
-    if done.exists():
-        saved = json.loads(done.read_text())
-        unchanged, suffixes = saved.pop("unchanged"), saved.pop("files", [])
-        record = StageRecord(**{**saved, "cached": True})
-        files = {suffix: stem.with_suffix(f".{suffix}").read_bytes() for suffix in suffixes}
-        return record, model if unchanged else load_model(stem.with_suffix(".onnx")), files
+    entry = read_entry(stem, key)
+    if entry is not None:
+        record = StageRecord(**{**entry.record, "cached": True})
+        return record, model if entry.model is None else entry.model, entry.files
     workdir = stem.with_suffix(".work")
     workdir.mkdir(exist_ok=True)
     began = time.perf_counter()
@@ -181,12 +180,7 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
     record = StageRecord(stage.kind, stage.settings(), False, time.perf_counter() - began, output.report,
                          output.metrics)
     unchanged = output.model is model  # an evaluation: nothing new to keep
-    if not unchanged:
-        save_model(output.model, stem.with_suffix(".onnx"), force=True)
-    for suffix, data in output.files.items():
-        atomic_write(stem.with_suffix(f".{suffix}"), lambda f, data=data: f.write(data))
-    finished = {**record.to_dict(), "unchanged": unchanged, "files": sorted(output.files)}
-    atomic_write(done, lambda f: f.write(dumps(finished).encode()))  # written last: the stage is done
+    write_entry(stem, key, record.to_dict(), None if unchanged else output.model, output.files)
     shutil.rmtree(workdir, ignore_errors=True)
     return record, output.model, output.files
 
