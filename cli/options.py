@@ -20,7 +20,7 @@ def comma_floats(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+def byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """A positive number of bytes, optionally with a binary suffix K, M, G or T."""
     if value is None:
         return None
@@ -54,7 +54,7 @@ _DATA_OPTIONS = [
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit and --split."),
     click.option("--archive-max-files", type=click.IntRange(min=1),
                  help=f"Refuse an archive with more members [default: {DataSpec.archive_max_files:,}]."),
-    click.option("--archive-max-bytes", callback=_size,
+    click.option("--archive-max-bytes", callback=byte_size,
                  help=f"Refuse an archive that unpacks to more (suffix K, M, G, T) "
                       f"[default: {DataSpec.archive_max_bytes // 2**30}G]."),
 ]
