@@ -171,6 +171,9 @@ BAD_RECIPES = [
     ("unknown-top-level", lambda t: "name = 'x'\n" + t, "unknown key 'name'"),
     ("output-is-input", lambda t: t + '\n[outputs]\nmodel = "recipe.toml"\n', "also an input"),
     ("output-not-a-name", lambda t: t + '\n[outputs]\nmodel = "../m.onnx"\n', "outputs.model must be a file name"),
+    ("output-is-parent", lambda t: t + '\n[outputs]\nmodel = ".."\n', "outputs.model must be a file name"),
+    ("output-is-cache", lambda t: t + '\n[outputs]\nreport = ".cache"\n', "outputs.report must be a file name"),
+    ("output-is-marker", lambda t: t + '\n[outputs]\nmodel = ".onnxcar-run"\n', "outputs.model must be a file name"),
     ("same-outputs", lambda t: t + '\n[outputs]\nmodel = "a.json"\nreport = "a.json"\n', "the same file"),
     ("shape-not-sizes", lambda t: t + '\n[input_shapes]\ninput = [1, 3, 0, 32]\n',
      "input_shapes.input must be a list of positive integers"),
@@ -371,3 +374,29 @@ def test_a_tampered_cache_entry_is_rebuilt_with_a_warning(tmp_path, caplog, what
     assert (out / "model.onnx").read_bytes() == model
     third = invoke("run", path, "--output-dir", out, "--json")
     assert all(s["cached"] for s in json.loads(third.stdout)["stages"]) and "corrupt" not in caplog.text
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_data_path_that_is_no_regular_file_is_refused_before_any_work(tmp_path, special):
+    path = tmp_path / "pipe.npz"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path = pathlib.Path(special)
+    text = QUICK + f'\n[data.train]\npath = "{path}"\npreprocess = "cifar10"\n'  # a role no stage reads
+    out = tmp_path / "out"
+    done = subprocess.run([*cli_command(), "run", str(recipe(tmp_path, text=text)), "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"onnxcar: error: {tmp_path / 'recipe.toml'}: data.train.path: {path} "
+                                        "is not a regular file or a folder"]
+    assert not out.exists()
+
+
+def test_an_output_name_that_is_a_folder_is_refused_before_any_stage(tmp_path):
+    out = tmp_path / "out"
+    (out / "model.onnx").mkdir(parents=True)
+    result = invoke("run", recipe(tmp_path, text=QUICK), "--output-dir", out, "--force")
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"onnxcar: error: {tmp_path / 'recipe.toml'}: outputs: {out / 'model.onnx'} is a folder"], result.stderr
+    assert not (out / ".cache").exists()

@@ -42,6 +42,8 @@ _OUTPUTS = {"model": "str", "report": "str"}
 _BACKEND = {"kind": "str", "address": "str"}
 # metrics every run measures at its end, whatever its stages
 ALWAYS_MEASURED = ("params", "macs", "size_bytes", "size_ratio", "latency_ms")
+CACHE = ".cache"  # the stage cache's folder inside the output folder
+MARKER = ".onnxcar-run"  # marks a folder as an onnxcar run's output folder
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if not isinstance(table.get("model"), str):
         raise RecipeError(f"{name}: model must be the path of an ONNX file")
     folder = source.parent
-    model = _existing(folder, table["model"], name, "model")
+    model = _existing(folder, table["model"], name, "model", folders=False)
     data = _data(table.get("data", {}), folder, name)
     stages = _stages(table.get("stages"), name)
     gates = _gates(table.get("gates", {}), stages, name)
@@ -95,8 +97,9 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     backend = BackendConfig(**take(table.get("backend", {}), "backend", _BACKEND, name))
     BACKENDS.get(backend.kind)
     for key, value in vars(outputs).items():
-        if not value or Path(value).name != value:
-            raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder, got {value!r}")
+        if not value or Path(value).name != value or value in (".", "..", CACHE, MARKER):
+            raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder "
+                              f"(not {CACHE} or {MARKER}, which the run keeps there), got {value!r}")
     if outputs.model == outputs.report:
         raise RecipeError(f"{name}: outputs.model and outputs.report name the same file {outputs.model!r}")
     shapes = table.get("input_shapes")
@@ -106,10 +109,14 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     return Recipe(source, model, data, stages, gates, runner, outputs, shapes, backend)
 
 
-def _existing(folder: Path, value: str, name: str, key: str) -> Path:
+def _existing(folder: Path, value: str, name: str, key: str, *, folders: bool) -> Path:
+    """The path ``value`` names, which must be a regular file (or, where ``folders``, a folder): never a
+    FIFO or a device, which would block or never end."""
     path = folder / Path(value).expanduser()
     if not path.exists():
         raise RecipeError(f"{name}: {key}: {path} does not exist")
+    if not (path.is_file() or folders and path.is_dir()):
+        raise RecipeError(f"{name}: {key}: {path} is not a regular file{' or a folder' if folders else ''}")
     return path
 
 
@@ -123,7 +130,7 @@ def _data(tables, folder: Path, name: str) -> dict[str, DataSpec]:
         options = take(table, f"data.{role}", _DATA, name)
         if "path" not in options:
             raise RecipeError(f"{name}: data.{role}.path is missing")
-        path = _existing(folder, options.pop("path"), name, f"data.{role}.path")
+        path = _existing(folder, options.pop("path"), name, f"data.{role}.path", folders=True)
         specs[role] = refine(name, f"data.{role}", lambda: data_spec(str(path), **options))
     return specs
 

@@ -25,7 +25,7 @@ from onnxcar.io import atomic_write, load_model, save_model
 from onnxcar.pipeline.cache import read_entry, write_entry
 from onnxcar.latency import measure_latency
 from onnxcar.pipeline.gates import GateResult, check_gates
-from onnxcar.pipeline.recipe import Recipe
+from onnxcar.pipeline.recipe import CACHE, MARKER, Recipe
 from onnxcar.pipeline.schema import refine
 from onnxcar.pipeline.stages import Stage, StageContext, StageOutput
 from onnxcar.progress import Progress, silent
@@ -33,7 +33,6 @@ from onnxcar.report import dumps, write_json
 from onnxcar.surgery.plan import Plan
 
 log = logging.getLogger(__name__)
-MARKER = ".onnxcar-run"  # marks a folder as an onnxcar run's output folder
 REPORT_VERSION = 1
 
 
@@ -118,6 +117,8 @@ def _check_output_dir(recipe: Recipe, output_dir: Path, *, force: bool) -> None:
     for name in (recipe.outputs.model, recipe.outputs.report):
         if (output_dir / name).resolve() in inputs:
             raise OnnxcarError(f"{recipe.source}: outputs: {output_dir / name} is also an input of the recipe")
+        if (output_dir / name).is_dir():
+            raise OnnxcarError(f"{recipe.source}: outputs: {output_dir / name} is a folder")
 
 
 def run_recipe(recipe: Recipe, output_dir: str | Path, *, dry_run: bool = False, force: bool = False,
@@ -134,10 +135,11 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, dry_run: bool = False,
     if dry_run:
         return PipelineResult(recipe, model_path, report_path, [], {}, [], time.perf_counter() - start, True,
                               plan(recipe))
-    cache = output_dir / ".cache"
+    cache = output_dir / CACHE
     cache.mkdir(parents=True, exist_ok=True)
     (output_dir / MARKER).touch()
-    fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items()}
+    read = {role for stage in recipe.stages for role in stage.roles}
+    fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items() if role in read}
     model, records, metrics, files = original, [], {}, {}
     total = len(recipe.stages)
     for index, stage in enumerate(recipe.stages):
