@@ -159,7 +159,14 @@ BAD_RECIPES = [
     # (what, edit of the small recipe, fragment the one-line error holds)
     ("unknown-key", lambda t: t.replace("per_iter = 6", "per_iteration = 6"), "stages[0]: unknown key 'per_iteration'"),
     ("unknown-kind", lambda t: t.replace('kind = "evaluate"', 'kind = "deploy"'), "stages[2].kind"),
-    ("wrong-type", lambda t: t.replace("ratio = 0.25", 'ratio = "half"'), "stages[0].ratio must be a number"),
+    ("wrong-type", lambda t: t.replace("ratio = 0.25", 'ratio = "half"'), "stages[0].ratio must be a finite number"),
+    ("nan-gate", lambda t: t.replace("max_params = 2_000_000", "max_params = nan"),
+     "gates.max_params must be a finite number, got nan"),
+    ("inf-ratio", lambda t: t.replace("ratio = 0.25", "ratio = inf"), "stages[0].ratio must be a finite number"),
+    ("negative-gate", lambda t: t.replace("max_params = 2_000_000", "max_params = -1"),
+     "gates.max_params must be 0 or more, got -1"),
+    ("negative-threads", lambda t: t + "\n[runner]\nthreads = -5\n", "runner: threads must be 0 (the backend's default)"),
+    ("zero-batch", lambda t: t + "\n[runner]\nbatch_size = 0\n", "runner: batch_size must be at least 1, got 0"),
     ("bad-value", lambda t: t.replace("ratio = 0.25", "ratio = 1.5"), "stages[0]: a ratio must lie"),
     ("missing-model", lambda t: t.replace("alexnet_cifar10.onnx", "nope.onnx"), "model:"),
     ("missing-data", lambda t: t.replace("cifar10_test_2000.npz", "nope.npz"), "data.test.path"),
@@ -295,7 +302,7 @@ def test_a_stage_that_changes_the_model_after_compress_drops_the_container(tmp_p
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', 'sparsity = "conv9=0.5"'), "names 'conv9', which is no layer"),
-    (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', "sparsity = [0.5]"), "sparsity must be a number, or per layer"),
+    (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', "sparsity = [0.5]"), "sparsity must be a finite number, or per layer"),
     (lambda t: t.replace("bits = 4", "bits = 12"), "bits must be whole numbers from 1 to 8"),
     (lambda t: t.replace("bits = 4", "bits = 4\ngradual = true"), "gradual pruning needs retraining epochs"),
 ])

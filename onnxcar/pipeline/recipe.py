@@ -153,7 +153,9 @@ def _stages(tables, name: str) -> tuple[Stage, ...]:
 def _gates(table, stages: tuple[Stage, ...], name: str) -> dict[str, float]:
     gates = take(table, "gates", {gate: "float" for gate in GATES}, name)
     produced = {*ALWAYS_MEASURED, *(metric for stage in stages for metric in stage.metrics)}
-    for gate in gates:
+    for gate, limit in gates.items():
+        if limit < 0 and not GATES[gate].signed:
+            raise RecipeError(f"{name}: gates.{gate} must be 0 or more, got {limit!r}")
         if GATES[gate].metric not in produced:
             raise RecipeError(f"{name}: gates.{gate} reads {GATES[gate].metric}, which no stage measures "
                               "(add an evaluate stage)")
