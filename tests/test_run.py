@@ -225,3 +225,15 @@ def test_an_early_stop_ends_the_bar_where_pruning_ended(tmp_path):
     assert 0 < removed < 47, removed
     bar = next(line for line in result.stderr.splitlines() if line.startswith("pruning"))
     assert f"{removed}/{removed}" in bar and "eta 0:00:00" in bar, bar
+
+
+def test_a_fast_run_does_not_sync_its_journal_per_iteration(tmp_path, monkeypatch):
+    """Data-free pruning of 1,000 filters is 500 iterations: syncing each one took 4 ms of disk wait (issue 23)."""
+    import onnxcar.pruning.journal as journal
+
+    syncs = []
+    real = journal.os.fsync
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: syncs.append(fd) or real(fd))
+    model = save(two_conv_cnn(channels=1000, hw=4), tmp_path / "m.onnx")
+    ok(invoke("prune", model, "-o", tmp_path / "o.onnx", "--ratio", "0.5", "--layers", "conv_a"))
+    assert 1 <= len(syncs) <= 10, len(syncs)  # the first line, one a second at most, the close
