@@ -141,19 +141,21 @@ def runner_options(command):
 
 
 def backend_options(command):
-    """Adds ``--backend`` and ``--ray-address``; the command receives ``backend: BackendConfig``."""
+    """Adds ``--backend``, ``--ray-address`` and ``--ray-timeout``; the command receives ``backend: BackendConfig``."""
     from onnxcar.importance.backends import BACKENDS, BackendConfig
 
     @functools.wraps(command)
-    def wrapper(*args, backend, ray_address, **kwargs):
+    def wrapper(*args, backend, ray_address, ray_timeout, **kwargs):
         if ray_address is not None and backend != "ray":
             raise click.UsageError("--ray-address needs --backend ray")
-        return command(*args, backend=BackendConfig(backend, ray_address), **kwargs)
+        return command(*args, backend=BackendConfig(backend, ray_address, ray_timeout), **kwargs)
 
     for option in reversed([
         click.option("--backend", type=click.Choice(BACKENDS.names()), default="local", show_default=True,
                      help="Where candidates are evaluated (" + "; ".join(f"{b.name}: {b.help}" for b in BACKENDS) + ")."),
         click.option("--ray-address", help="A running Ray cluster, host:port (default: start a local Ray instance)."),
+        click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), default=BackendConfig.timeout_s,
+                     show_default=True, help="Seconds the cluster at --ray-address has to answer."),
     ]):
         wrapper = option(wrapper)
     return wrapper

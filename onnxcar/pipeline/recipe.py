@@ -39,7 +39,7 @@ _DATA = {"path": "str", "preprocess": "str", "images_key": "str", "labels_key": 
          "archive_max_bytes": "int"}
 _RUNNER = {"runner": "str", "device": "str", "precision": "str", "threads": "int", "batch_size": "int"}
 _OUTPUTS = {"model": "str", "report": "str"}
-_BACKEND = {"kind": "str", "address": "str"}
+_BACKEND = {"kind": "str", "address": "str", "timeout_s": "float"}
 # metrics every run measures at its end, whatever its stages
 ALWAYS_MEASURED = ("params", "macs", "size_bytes", "size_ratio", "latency_ms")
 CACHE = ".cache"  # the stage cache's folder inside the output folder
@@ -94,7 +94,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     gates = _gates(table.get("gates", {}), stages, name)
     runner = refine(name, "runner", lambda: RunnerConfig(**take(table.get("runner", {}), "runner", _RUNNER, name)))
     outputs = Outputs(**take(table.get("outputs", {}), "outputs", _OUTPUTS, name))
-    backend = BackendConfig(**take(table.get("backend", {}), "backend", _BACKEND, name))
+    backend = refine(name, "backend", lambda: BackendConfig(**take(table.get("backend", {}), "backend", _BACKEND, name)))
     BACKENDS.get(backend.kind)
     for key, value in vars(outputs).items():
         if not value or Path(value).name != value or value in (".", "..", CACHE, MARKER):
