@@ -356,11 +356,30 @@ def _truncated_model(cache: pathlib.Path) -> None:
     model.write_bytes(model.read_bytes()[:1000])
 
 
+def _rehashed_without_key(cache: pathlib.Path) -> None:
+    """An entry whose hash was recomputed after an edit: verified, then found incomplete."""
+    from onnxcar.pipeline.cache import _digest
+
+    entry = next(cache.glob("01-evaluate-*.json"))
+    saved = json.loads(entry.read_text())
+    del saved["digest"], saved["key"]
+    entry.write_text(json.dumps({**saved, "digest": _digest(saved)}))
+
+
+def _older_format(cache: pathlib.Path) -> None:
+    """An entry as onnxcar wrote it before entries carried hashes."""
+    entry = next(cache.glob("01-evaluate-*.json"))
+    saved = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**saved["record"], "unchanged": True, "files": []}))
+
+
 TAMPERS = [  # (what, edit of the cache, which stages the rerun takes from the cache)
     ("edited-metric", _edit_top1, [True, False]),
     ("replaced-model", _unpruned_model, [False, True]),  # the rebuilt prune gives the evaluation's key again
     ("truncated-entry", _truncated_entry, [False, True]),
     ("truncated-model", _truncated_model, [False, True]),
+    ("rehashed-without-key", _rehashed_without_key, [True, False]),
+    ("older-format", _older_format, [True, False]),
 ]
 
 

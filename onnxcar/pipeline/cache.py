@@ -41,7 +41,7 @@ def read_entry(stem: Path, key: str) -> Entry | None:
         return None
     try:
         return _verified(stem, key)
-    except (_Corrupt, OnnxcarError, OSError, ValueError) as err:
+    except (_Corrupt, OnnxcarError, OSError, ValueError, KeyError, TypeError) as err:
         log.warning("the cached stage %s is corrupt (%s): running it again", stem.name, err)
         remove_entry(stem)
         return None
