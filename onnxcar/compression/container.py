@@ -14,8 +14,9 @@ The decoder checks every length against the bytes left and every count against w
 those bytes can describe before allocating, and the coded tensors' total size against a
 cap (``max_decoded_bytes``, default 1 GiB) before decoding one, so a truncated, corrupted or
 hostile file is a one-line ModelError, never a crash, a hang or an unbounded allocation.
-Zeros cost nothing to decode, so memory stays near twice the restored weights. A path that
-is not a regular file (a FIFO, /dev/zero) is refused before it is read.
+Zeros cost nothing to decode; memory peaks near three times the restored model (its bytes,
+the protobuf's copy and its serialisation for the checksum). A path that is not a regular
+file (a FIFO, /dev/zero) is refused before it is read.
 """
 
 import math

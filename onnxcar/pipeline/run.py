@@ -138,8 +138,8 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, dry_run: bool = False,
     cache = output_dir / CACHE
     cache.mkdir(parents=True, exist_ok=True)
     (output_dir / MARKER).touch()
-    read = {role for stage in recipe.stages for role in stage.roles}
-    fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items() if role in read}
+    roles_read = {role for stage in recipe.stages for role in stage.roles}
+    fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items() if role in roles_read}
     model, records, metrics, files = original, [], {}, {}
     total = len(recipe.stages)
     for index, stage in enumerate(recipe.stages):
