@@ -6,11 +6,11 @@ import hashlib
 import click
 
 from onnxcar.bridge.finetune_config import FinetuneConfig
-from onnxcar.cli.options import data_options, layers_option, output_options, runner_options
+from onnxcar.cli.options import byte_size, data_options, layers_option, output_options, runner_options
 from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.compression import CompressConfig, LayerValues, checkpoint_paths, compress, format_table
 from onnxcar.compression.config import DEFAULT_BITS, DEFAULT_INDEX_BITS
-from onnxcar.compression.container import read
+from onnxcar.compression.container import MAX_DECODED_BYTES, read
 from onnxcar.errors import OnnxcarError
 from onnxcar.io import check_output_path, save_model
 
@@ -107,13 +107,16 @@ def _like(spec, path: str | None):
 
 @click.command("decompress")
 @click.argument("container", type=click.Path(dir_okay=False))
+@click.option("--max-decoded-bytes", callback=byte_size,
+              help=f"Refuse a container whose coded weights restore to more (suffix K, M, G) "
+                   f"[default: {MAX_DECODED_BYTES // 2**30}G].")
 @output_options
-def decompress_command(container, output, force, as_json):
+def decompress_command(container, max_decoded_bytes, output, force, as_json):
     """Restore the runnable model from a CONTAINER written by compress, bit for bit."""
     if output is None:
         raise OnnxcarError("missing -o/--output: where to write the restored model")
     output = check_output_path(output, force=force, source=container)
-    model = read(container)
+    model = read(container, max_decoded_bytes or MAX_DECODED_BYTES)
     save_model(model, output, force=force, source=container)
     data = model.SerializeToString()
     report = {"container": str(container), "output": str(output), "bytes": len(data),

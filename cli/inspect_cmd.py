@@ -21,9 +21,12 @@ def inspect_command(model: str, as_json: bool, show_all: bool, input_shapes) -> 
         emit_json(inspection.to_dict())
         return
     shapes = inspection.input_shapes
-    if inspection.macs is None:
-        unsized = ", ".join(name for name, shape in shapes.items() if shape is None) or "an intermediate tensor"
-        macs = f"MACs unknown (no size for {unsized}: see --input-shape)"
+    custom = ", ".join(inspection.custom_ops)
+    unsized = ", ".join(name for name, shape in shapes.items() if shape is None)
+    if inspection.macs is None and not unsized and custom:
+        macs = f"MACs unknown (shape inference cannot size the outputs of {custom})"
+    elif inspection.macs is None:
+        macs = f"MACs unknown (no size for {unsized or 'an intermediate tensor'}: see --input-shape)"
     else:
         macs = f"{inspection.macs:,} MACs per sample at " + ", ".join(
             f"{name} {'x'.join(map(str, shape))}" for name, shape in shapes.items())
@@ -43,4 +46,5 @@ def inspect_command(model: str, as_json: bool, show_all: bool, input_shapes) -> 
     console = Console()
     console.print(table)
     console.print(f"{len(inspection.prunable)} of {len(inspection.groups)} groups prunable"
-                  + ("" if show_all else " (--all lists the rest)"))
+                  + ("" if show_all else " (--all lists the rest)")
+                  + (f"; ops of other domains without a channel handler block theirs: {custom}" if custom else ""))

@@ -20,7 +20,7 @@ def comma_floats(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+def byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """A positive number of bytes, optionally with a binary suffix K, M, G or T."""
     if value is None:
         return None
@@ -54,7 +54,7 @@ _DATA_OPTIONS = [
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit and --split."),
     click.option("--archive-max-files", type=click.IntRange(min=1),
                  help=f"Refuse an archive with more members [default: {DataSpec.archive_max_files:,}]."),
-    click.option("--archive-max-bytes", callback=_size,
+    click.option("--archive-max-bytes", callback=byte_size,
                  help=f"Refuse an archive that unpacks to more (suffix K, M, G, T) "
                       f"[default: {DataSpec.archive_max_bytes // 2**30}G]."),
 ]
@@ -141,19 +141,21 @@ def runner_options(command):
 
 
 def backend_options(command):
-    """Adds ``--backend`` and ``--ray-address``; the command receives ``backend: BackendConfig``."""
+    """Adds ``--backend``, ``--ray-address`` and ``--ray-timeout``; the command receives ``backend: BackendConfig``."""
     from onnxcar.importance.backends import BACKENDS, BackendConfig
 
     @functools.wraps(command)
-    def wrapper(*args, backend, ray_address, **kwargs):
+    def wrapper(*args, backend, ray_address, ray_timeout, **kwargs):
         if ray_address is not None and backend != "ray":
             raise click.UsageError("--ray-address needs --backend ray")
-        return command(*args, backend=BackendConfig(backend, ray_address), **kwargs)
+        return command(*args, backend=BackendConfig(backend, ray_address, ray_timeout), **kwargs)
 
     for option in reversed([
         click.option("--backend", type=click.Choice(BACKENDS.names()), default="local", show_default=True,
                      help="Where candidates are evaluated (" + "; ".join(f"{b.name}: {b.help}" for b in BACKENDS) + ")."),
         click.option("--ray-address", help="A running Ray cluster, host:port (default: start a local Ray instance)."),
+        click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), default=BackendConfig.timeout_s,
+                     show_default=True, help="Seconds the cluster at --ray-address has to answer."),
     ]):
         wrapper = option(wrapper)
     return wrapper

@@ -45,7 +45,8 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
     """Remove filters from MODEL and write the physically smaller model to -o.
 
     Layers are pruned one at a time; within a layer, each iteration rescores the remaining
-    filters on the network pruned so far and removes the lowest (ties: lowest index). With
+    filters on the network pruned so far and removes the lowest (ties: the --tie-break key for
+    CAR, then the lowest index). With
     --global (or a --target-macs/--target-params budget), one loop runs over every selected
     layer's filters, removing the least score per MAC or parameter saved.
     """

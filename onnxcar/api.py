@@ -20,6 +20,7 @@ import onnx
 
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
+from onnxcar.graph.registry import custom_ops_without_handler
 from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes
 from onnxcar.importance import CRITERIA, make_importance
 from onnxcar.importance.backends import BackendConfig
@@ -48,7 +49,9 @@ class Inspection:
     """The channel groups of a model, with each group's share of parameters and MACs.
 
     ``macs`` (and each group's ``macs_share``) is None while an input's size is unknown;
-    ``input_shapes`` holds the shape each input was counted at (None where unknown).
+    ``input_shapes`` holds the shape each input was counted at (None where unknown);
+    ``custom_ops`` names (``domain::OpType``) the ops of other domains that no handler covers,
+    which block their groups and which shape inference cannot size past.
     """
 
     model: str | None
@@ -56,6 +59,7 @@ class Inspection:
     macs: int | None
     groups: list[dict]
     input_shapes: dict[str, list[int] | None] = dataclasses.field(default_factory=dict)
+    custom_ops: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def prunable(self) -> list[dict]:
@@ -63,7 +67,7 @@ class Inspection:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "params": self.params, "macs": self.macs, "input_shapes": self.input_shapes,
-                "groups": self.groups}
+                "custom_ops": self.custom_ops, "groups": self.groups}
 
 
 def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Inspection:
@@ -77,7 +81,8 @@ def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Ins
     """
     proto, source = _model(model)
     report = inspect_report(analyze(proto), input_shapes)
-    return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"])
+    return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"],
+                      custom_ops_without_handler(proto))
 
 
 @dataclass(frozen=True)

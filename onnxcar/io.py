@@ -361,9 +361,12 @@ SHAPE_ONLY_ELEMENTS = 4096
 def without_weight_data(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` for shape inference: its initializers of more than
     :data:`SHAPE_ONLY_ELEMENTS` values become typed graph inputs, so inference reads what it needs
-    (shape tensors are small and keep their values) without copying the weights in and out of C++."""
+    (shape tensors are small and keep their values) without copying the weights in and out of C++.
+    Its IR version is at least 4, where an initializer need not be an input: inference under IR 3
+    ignores one that is not (as folding leaves the constants it makes)."""
     light = onnx.ModelProto()
     _copy_fields(model, light, skip="graph")
+    light.ir_version = max(model.ir_version, 4)
     _copy_fields(model.graph, light.graph, skip="initializer")
     graph, inputs = light.graph, {value.name for value in model.graph.input}
     for tensor in model.graph.initializer:

@@ -6,7 +6,9 @@ A separate package extends onnxcar without editing it by naming, in an entry poi
     [project.entry-points."onnxcar.plugins"]
     my_criterion = "my_package.criterion"
 
-Plugins load once, the first time any registry is read.
+Plugins load once, the first time any registry is read. A plugin that fails to load is a
+warning naming it, and is skipped: every command (and ``--help``) still works, and asking a
+registry for a name it does not hold names the plugins that failed.
 """
 
 import logging
@@ -20,6 +22,7 @@ PLUGIN_GROUP = "onnxcar.plugins"
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _plugins_loaded = False
+_failed_plugins: dict[str, str] = {}  # plugin -> why it did not load
 
 
 def load_plugins() -> None:
@@ -32,7 +35,10 @@ def load_plugins() -> None:
         try:
             point.load()
         except Exception as err:
-            raise OnnxcarError(f"the onnxcar plugin {point.name!r} ({point.value}) failed to load: {err}") from err
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            _failed_plugins[f"{point.name!r} ({point.value})"] = reason
+            log.warning("the onnxcar plugin %r (%s) failed to load and is skipped: %s", point.name, point.value, reason)
+            continue
         log.debug("loaded plugin %s (%s)", point.name, point.value)
 
 
@@ -54,7 +60,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         self._load()
         if name not in self._entries:
-            raise OnnxcarError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+            failed = "".join(f"; the plugin {plugin} failed to load: {why}" for plugin, why in _failed_plugins.items())
+            raise OnnxcarError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}{failed}")
         return self._entries[name]
 
     def names(self) -> tuple[str, ...]:

@@ -490,7 +490,8 @@ BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output"
 
 
 def check_inspect_schema(report: dict, model: onnx.ModelProto, path) -> None:
-    assert set(report) == {"params", "macs", "groups", "model", "input_shapes"}
+    assert set(report) == {"params", "macs", "groups", "model", "input_shapes", "custom_ops"}
+    assert report["custom_ops"] == []
     assert report["model"] == str(path)
     assert set(report["input_shapes"]) == {i.name for i in model.graph.input}
     assert isinstance(report["params"], int) and report["params"] > 0
@@ -900,3 +901,13 @@ def test_journal_in_a_read_only_folder_is_one_line(ws, tmp_path):
         folder.chmod(0o555)
     result = invoke("prune", ws.model, "-o", folder / "onnxcar-test-out.onnx", "--ratio", "0.5")
     assert_cli_error(result, "cannot write", "onnxcar-test-out.onnx.journal")
+
+
+def test_inspect_names_a_custom_domain_op_without_all(tmp_path):
+    path = tmp_path / "custom.onnx"
+    onnx.save(handbuilt.custom_domain_op(), path)
+    text = " ".join(assert_ok(invoke("inspect", path)).stdout.split())
+    assert "MACs unknown (shape inference cannot size the outputs of com.acme::Frobnicate)" in text
+    assert text.endswith("0 of 3 groups prunable (--all lists the rest); ops of other domains without a channel "
+                         "handler block theirs: com.acme::Frobnicate")
+    assert json.loads(assert_ok(invoke("inspect", path, "--json")).stdout)["custom_ops"] == ["com.acme::Frobnicate"]

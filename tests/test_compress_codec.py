@@ -69,7 +69,8 @@ def test_fillers_bridge_long_gaps_and_the_tail():
     gaps, values = to_entries(symbols, width=3, filler=9)
     assert gaps.tolist() == [7, 7, 7, 7, 5, 7, 7, 4]
     assert values.tolist() == [9, 9, 9, 9, 3, 9, 9, 1]
-    assert from_entries(gaps, values, len(symbols), 3, 9).tolist() == symbols.tolist()
+    positions, kept = from_entries(gaps, values, len(symbols), 3, 9)
+    assert positions.tolist() == np.flatnonzero(symbols >= 0).tolist() and kept.tolist() == [3, 1]
 
 
 @pytest.mark.parametrize("gaps, values, size, error", [

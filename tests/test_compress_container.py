@@ -1,5 +1,8 @@
 """The container: bit-for-bit restore, a size table that adds up to the file, clean errors for damaged files."""
 
+import os
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -17,6 +20,7 @@ from onnxcar.compression.kmeans import share_weights
 from onnxcar.compression.layers import weight_layers
 from onnxcar.compression.magnitude import prune_smallest
 from onnxcar.errors import ModelError, OnnxcarError
+from tests.test_prune import cli_command
 from tests.zoo import handbuilt
 
 
@@ -126,7 +130,7 @@ def hostile(skeleton: onnx.ModelProto, records: bytes, count: int, deflated: byt
     ("huge length", "more than"),
     ("more records than tensors", "more than"),
     ("huge tensor", "cannot describe"),
-    ("over 2 GB", "more than 2 GB"),
+    ("over the cap", "restore to more than 1073741824 bytes"),
     ("coded twice", "coded twice"),
     ("not deflate", "does not inflate"),
 ])
@@ -153,7 +157,7 @@ def test_hostile_containers_are_refused_without_large_allocations(packed, case, 
     elif case == "huge tensor":
         target.dims[0] = 2**28  # 1 GB of weights from a 6-byte record
         data = hostile(skeleton, record, 1)
-    elif case == "over 2 GB":
+    elif case == "over the cap":
         target.dims[0] = 2**31
         data = hostile(skeleton, record, 1)
     elif case == "coded twice":
@@ -177,3 +181,56 @@ def test_decompress_command_restores_and_refuses(packed, tmp_path, run_cli):
     assert refused.stderr.splitlines() == [f"onnxcar: error: cannot read {bad}: checksum mismatch: "
                                            "the file is damaged or truncated"]
     assert not (tmp_path / "x.onnx").exists()
+
+
+PEAK = """
+import resource, sys
+from onnxcar.compression import unpack
+from onnxcar.errors import ModelError
+from tests.hostile import filler_bomb
+try:
+    unpack(filler_bomb({entries}){cap})
+except ModelError as err:
+    print(err)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("entries, cap, error", [
+    (2_000_000, "", "restore to more than 1073741824 bytes (max_decoded_bytes)"),  # 500 KB declaring 2 GB
+    (500_000, ", max_decoded_bytes=2**28", "restore to more than 268435456 bytes"),  # 125 KB declaring 512 MB
+])
+def test_a_filler_bomb_is_refused_by_the_decoded_size_cap_before_it_allocates(entries, cap, error):
+    script = PEAK.format(entries=entries, cap=cap)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr
+    message, peak_mb = done.stdout.splitlines()
+    assert error in message
+    assert int(peak_mb) < 400  # megabytes: the import and the file, not the declared weights
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_decompress_refuses_what_is_not_a_regular_file_without_reading_it(tmp_path, special):
+    path = tmp_path / "pipe.onnxz"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path = special
+    done = subprocess.run([*cli_command(), "decompress", str(path), "-o", str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == f"onnxcar: error: cannot read {path}: not a regular file\n"
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_decompress_takes_a_decoded_size_cap(packed, tmp_path, run_cli):
+    model, _, container = packed
+    path = tmp_path / "m.onnxz"
+    path.write_bytes(container.data)
+    refused = CliRunner().invoke(main, ["decompress", str(path), "-o", str(tmp_path / "m.onnx"),
+                                        "--max-decoded-bytes", "1K"])
+    assert refused.exit_code == 2 and refused.stderr.splitlines() == [
+        f"onnxcar: error: cannot read {path}: the coded tensors restore to more than 1024 bytes "
+        "(max_decoded_bytes) (see --max-decoded-bytes)"]
+    result = run_cli("decompress", path, "-o", tmp_path / "m.onnx", "--max-decoded-bytes", "1M")
+    assert result.exit_code == 0 and (tmp_path / "m.onnx").read_bytes() == model.SerializeToString()

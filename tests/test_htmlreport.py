@@ -200,7 +200,47 @@ def test_a_report_that_does_not_fit_its_model_says_so(reports, tmp_path):
     report = json.loads((reports / "l1.json").read_text())
     report["model"] = str(reports / "m.onnx")
     for removal in report["removed"]:
-        removal["layer"] = "conv_z"
+        removal["layer"] = removal["layer"].replace("conv_", "conv_z")
     (tmp_path / "l1.json").write_text(json.dumps(report))
     summary = json.loads(assert_ok(render(tmp_path / "l1.json", "-o", tmp_path / "r.html", "--json")).stdout)
     assert ["does not fit the model" in p and "conv_z" in p for p in summary["problems"]] == [True]
+
+
+def test_a_report_past_a_layers_filters_says_so(reports, tmp_path):
+    report = json.loads((reports / "l1.json").read_text())
+    report["model"] = str(reports / "m.onnx")
+    report["removed"][0]["channel"] = 99
+    (tmp_path / "l1.json").write_text(json.dumps(report))
+    summary = json.loads(assert_ok(render(tmp_path / "l1.json", "-o", tmp_path / "r.html", "--json")).stdout)
+    assert ["does not fit the model" in p and "no channel 99" in p for p in summary["problems"]] == [True]
+
+
+def test_repeated_removals_are_drawn_once_with_a_note(reports, tmp_path):
+    report = json.loads((reports / "l1.json").read_text())
+    report["model"] = str(reports / "m.onnx")
+    first = len(report["removed"])
+    report["removed"] = report["removed"] * 1000 + [{**report["removed"][0], "channel": -1}]
+    (tmp_path / "l1.json").write_text(json.dumps(report))
+    summary = json.loads(assert_ok(render(tmp_path / "l1.json", "-o", tmp_path / "r.html", "--json")).stdout)
+    assert summary["problems"] == [f"l1.json: {999 * first + 1} removals name a negative channel or one removed "
+                                   "before; only the first removal of each channel is shown"]
+    assert {"filters_conv_a_l1", "filters_conv_b_l1"} <= set(summary["figures"])
+
+
+@pytest.mark.parametrize("depth", [65, 200_000])
+def test_a_report_nested_too_deep_gives_one_line(tmp_path, depth):
+    (tmp_path / "deep.json").write_text('{"kind": "prune", "config": ' + "[" * depth + "]" * depth + "}")
+    assert_cli_error(render(tmp_path / "deep.json", "-o", tmp_path / "r.html"), "deep.json",
+                     "nests deeper than the 64 levels a report may have")
+
+
+def test_an_oversized_report_gives_one_line(tmp_path):
+    with open(tmp_path / "big.json", "wb") as f:
+        f.write(b'{"kind": "score"}')
+        f.truncate(64 * 2**20 + 1)  # sparse: padded with NUL bytes past the object
+    assert_cli_error(render(tmp_path / "big.json", "-o", tmp_path / "r.html"), "big.json",
+                     "larger than the 64 MiB a report may be")
+
+
+def test_a_report_that_is_no_regular_file_gives_one_line(tmp_path):
+    assert_cli_error(render("/dev/zero", "-o", tmp_path / "r.html"), "/dev/zero is not a regular file")

@@ -159,7 +159,14 @@ BAD_RECIPES = [
     # (what, edit of the small recipe, fragment the one-line error holds)
     ("unknown-key", lambda t: t.replace("per_iter = 6", "per_iteration = 6"), "stages[0]: unknown key 'per_iteration'"),
     ("unknown-kind", lambda t: t.replace('kind = "evaluate"', 'kind = "deploy"'), "stages[2].kind"),
-    ("wrong-type", lambda t: t.replace("ratio = 0.25", 'ratio = "half"'), "stages[0].ratio must be a number"),
+    ("wrong-type", lambda t: t.replace("ratio = 0.25", 'ratio = "half"'), "stages[0].ratio must be a finite number"),
+    ("nan-gate", lambda t: t.replace("max_params = 2_000_000", "max_params = nan"),
+     "gates.max_params must be a finite number, got nan"),
+    ("inf-ratio", lambda t: t.replace("ratio = 0.25", "ratio = inf"), "stages[0].ratio must be a finite number"),
+    ("negative-gate", lambda t: t.replace("max_params = 2_000_000", "max_params = -1"),
+     "gates.max_params must be 0 or more, got -1"),
+    ("negative-threads", lambda t: t + "\n[runner]\nthreads = -5\n", "runner: threads must be 0 (the backend's default)"),
+    ("zero-batch", lambda t: t + "\n[runner]\nbatch_size = 0\n", "runner: batch_size must be at least 1, got 0"),
     ("bad-value", lambda t: t.replace("ratio = 0.25", "ratio = 1.5"), "stages[0]: a ratio must lie"),
     ("missing-model", lambda t: t.replace("alexnet_cifar10.onnx", "nope.onnx"), "model:"),
     ("missing-data", lambda t: t.replace("cifar10_test_2000.npz", "nope.npz"), "data.test.path"),
@@ -171,6 +178,9 @@ BAD_RECIPES = [
     ("unknown-top-level", lambda t: "name = 'x'\n" + t, "unknown key 'name'"),
     ("output-is-input", lambda t: t + '\n[outputs]\nmodel = "recipe.toml"\n', "also an input"),
     ("output-not-a-name", lambda t: t + '\n[outputs]\nmodel = "../m.onnx"\n', "outputs.model must be a file name"),
+    ("output-is-parent", lambda t: t + '\n[outputs]\nmodel = ".."\n', "outputs.model must be a file name"),
+    ("output-is-cache", lambda t: t + '\n[outputs]\nreport = ".cache"\n', "outputs.report must be a file name"),
+    ("output-is-marker", lambda t: t + '\n[outputs]\nmodel = ".onnxcar-run"\n', "outputs.model must be a file name"),
     ("same-outputs", lambda t: t + '\n[outputs]\nmodel = "a.json"\nreport = "a.json"\n', "the same file"),
     ("shape-not-sizes", lambda t: t + '\n[input_shapes]\ninput = [1, 3, 0, 32]\n',
      "input_shapes.input must be a list of positive integers"),
@@ -292,10 +302,127 @@ def test_a_stage_that_changes_the_model_after_compress_drops_the_container(tmp_p
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', 'sparsity = "conv9=0.5"'), "names 'conv9', which is no layer"),
-    (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', "sparsity = [0.5]"), "sparsity must be a number, or per layer"),
+    (lambda t: t.replace('sparsity = "conv=0.5,fc=0.8"', "sparsity = [0.5]"), "sparsity must be a finite number, or per layer"),
     (lambda t: t.replace("bits = 4", "bits = 12"), "bits must be whole numbers from 1 to 8"),
     (lambda t: t.replace("bits = 4", "bits = 4\ngradual = true"), "gradual pruning needs retraining epochs"),
 ])
 def test_a_bad_compress_stage_is_one_line(tmp_path, edit, fragment):
     result = invoke("run", recipe(tmp_path, text=edit(COMPRESSING)), "--output-dir", tmp_path / "out", "--dry-run")
     assert result.exit_code == 2 and fragment in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+QUICK = f"""
+model = "{SAMPLES / 'alexnet_cifar10.onnx'}"
+
+[data.prune]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+limit = 50
+
+[data.test]
+path = "{SAMPLES / 'cifar10_test_2000.npz'}"
+preprocess = "cifar10"
+limit = 100
+
+[[stages]]
+kind = "prune"
+criterion = "l1"
+layers = ["conv1"]
+count = 2
+
+[[stages]]
+kind = "evaluate"
+"""
+
+
+def _edit_top1(cache: pathlib.Path) -> None:
+    entry = next(cache.glob("01-evaluate-*.json"))
+    saved = json.loads(entry.read_text())
+    saved["record"]["metrics"]["top1"] = 0.99
+    entry.write_text(json.dumps(saved))
+
+
+def _unpruned_model(cache: pathlib.Path) -> None:
+    next(cache.glob("00-prune-*.onnx")).write_bytes((SAMPLES / "alexnet_cifar10.onnx").read_bytes())
+
+
+def _truncated_entry(cache: pathlib.Path) -> None:
+    entry = next(cache.glob("00-prune-*.json"))
+    entry.write_bytes(entry.read_bytes()[:40])
+
+
+def _truncated_model(cache: pathlib.Path) -> None:
+    model = next(cache.glob("00-prune-*.onnx"))
+    model.write_bytes(model.read_bytes()[:1000])
+
+
+def _rehashed_without_key(cache: pathlib.Path) -> None:
+    """An entry whose hash was recomputed after an edit: verified, then found incomplete."""
+    from onnxcar.pipeline.cache import _digest
+
+    entry = next(cache.glob("01-evaluate-*.json"))
+    saved = json.loads(entry.read_text())
+    del saved["digest"], saved["key"]
+    entry.write_text(json.dumps({**saved, "digest": _digest(saved)}))
+
+
+def _older_format(cache: pathlib.Path) -> None:
+    """An entry as onnxcar wrote it before entries carried hashes."""
+    entry = next(cache.glob("01-evaluate-*.json"))
+    saved = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**saved["record"], "unchanged": True, "files": []}))
+
+
+TAMPERS = [  # (what, edit of the cache, which stages the rerun takes from the cache)
+    ("edited-metric", _edit_top1, [True, False]),
+    ("replaced-model", _unpruned_model, [False, True]),  # the rebuilt prune gives the evaluation's key again
+    ("truncated-entry", _truncated_entry, [False, True]),
+    ("truncated-model", _truncated_model, [False, True]),
+    ("rehashed-without-key", _rehashed_without_key, [True, False]),
+    ("older-format", _older_format, [True, False]),
+]
+
+
+@pytest.mark.parametrize("what, tamper, cached", TAMPERS, ids=[t[0] for t in TAMPERS])
+def test_a_tampered_cache_entry_is_rebuilt_with_a_warning(tmp_path, caplog, what, tamper, cached):
+    path, out = recipe(tmp_path, text=QUICK), tmp_path / "out"
+    first = invoke("run", path, "--output-dir", out, "--json")
+    assert first.exit_code == 0, first.stderr
+    model = (out / "model.onnx").read_bytes()
+    tamper(out / ".cache")
+    again = invoke("run", path, "--output-dir", out, "--json")
+    assert again.exit_code == 0, (again.stderr, again.exception)
+    assert "is corrupt" in caplog.text and "running it again" in caplog.text
+    caplog.clear()
+    report = json.loads(again.stdout)
+    assert [s["cached"] for s in report["stages"]] == cached
+    assert report["metrics"] == json.loads(first.stdout)["metrics"]
+    assert (out / "model.onnx").read_bytes() == model
+    third = invoke("run", path, "--output-dir", out, "--json")
+    assert all(s["cached"] for s in json.loads(third.stdout)["stages"]) and "corrupt" not in caplog.text
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_data_path_that_is_no_regular_file_is_refused_before_any_work(tmp_path, special):
+    path = tmp_path / "pipe.npz"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path = pathlib.Path(special)
+    text = QUICK + f'\n[data.train]\npath = "{path}"\npreprocess = "cifar10"\n'  # a role no stage reads
+    out = tmp_path / "out"
+    done = subprocess.run([*cli_command(), "run", str(recipe(tmp_path, text=text)), "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"onnxcar: error: {tmp_path / 'recipe.toml'}: data.train.path: {path} "
+                                        "is not a regular file or a folder"]
+    assert not out.exists()
+
+
+def test_an_output_name_that_is_a_folder_is_refused_before_any_stage(tmp_path):
+    out = tmp_path / "out"
+    (out / "model.onnx").mkdir(parents=True)
+    result = invoke("run", recipe(tmp_path, text=QUICK), "--output-dir", out, "--force")
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"onnxcar: error: {tmp_path / 'recipe.toml'}: outputs: {out / 'model.onnx'} is a folder"], result.stderr
+    assert not (out / ".cache").exists()

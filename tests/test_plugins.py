@@ -59,3 +59,35 @@ def test_a_plugin_handler_unblocks_a_custom_domain_op(tmp_path, site):
     conv_a = lambda report: next(g for g in report["groups"] if g["layers"] == ["conv_a"])  # noqa: E731
     assert not conv_a(plain)["prunable"] and "com.acme" in conv_a(plain)["reason"]
     assert conv_a(extended)["prunable"], conv_a(extended)
+
+
+@pytest.fixture
+def broken_site(tmp_path):
+    """A plugin whose module raises on import, installed by hand as a distribution's metadata."""
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[onnxcar.plugins]\nbroken = broken_plugin\n")
+    (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('no licence server')\n")
+    return tmp_path
+
+
+def test_a_plugin_that_fails_to_load_is_a_warning_and_every_command_still_works(tmp_path, broken_site):
+    warning = "the onnxcar plugin 'broken' (broken_plugin) failed to load and is skipped: " \
+              "RuntimeError: no licence server"
+    done = onnxcar("--help", site=broken_site)
+    assert done.returncode == 0 and "Commands:" in done.stdout
+    assert done.stderr.splitlines() == [warning]
+    model = save(two_conv_cnn(channels=4), tmp_path / "m.onnx")
+    inspected = onnxcar("inspect", model, "--json", site=broken_site)
+    assert inspected.returncode == 0 and json.loads(inspected.stdout)["groups"], inspected.stderr
+    assert warning in inspected.stderr and "Traceback" not in inspected.stderr
+
+
+def test_asking_for_a_name_names_the_plugin_that_failed(broken_site):
+    script = ("import onnxcar\nfrom onnxcar.importance.registry import CRITERIA\n"
+              "try:\n    CRITERIA.get('largest-l1')\nexcept onnxcar.OnnxcarError as err:\n    print(err)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken_site), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert "unknown criterion 'largest-l1'" in done.stdout
+    assert "the plugin 'broken' (broken_plugin) failed to load: RuntimeError: no licence server" in done.stdout

@@ -94,3 +94,29 @@ def test_an_unreachable_cluster_fails_before_any_work(sample):
         onnxcar.prune(path, data=data, criterion="car", target=onnxcar.Count(1),
                       backend=onnxcar.BackendConfig("ray", "127.0.0.1:9"))
     assert time.perf_counter() - start < 30
+
+
+def test_a_listener_that_is_not_ray_fails_within_the_timeout_in_one_line(sample, tmp_path):
+    import socket
+    import subprocess
+    import threading
+
+    from tests.test_prune import cli_command
+
+    path, data = sample
+    server = socket.create_server(("127.0.0.1", 0))  # accepts, never answers: ray.init waited minutes, logging
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    start = time.perf_counter()
+    done = subprocess.run([*cli_command(), "prune", path, "--criterion", "car", "--data", data.path, "--count", "1",
+                           "--backend", "ray", "--ray-address", address, "--ray-timeout", "2", "-o", tmp_path / "o.onnx"],
+                          capture_output=True, text=True, timeout=120)
+    server.close()
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"onnxcar: error: the Ray cluster at {address} did not answer within 2 s (see --ray-address, --ray-timeout)"]
+    assert time.perf_counter() - start < 30 and accepted
+
+
+def test_a_ray_cluster_passes_the_check(cluster):
+    ray_backend._check_reachable(ray.get_runtime_context().gcs_address, 5.0)  # raises if Ray's GCS does not answer

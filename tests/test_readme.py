@@ -49,3 +49,17 @@ def test_readme_python_api_example_runs(tmp_path, monkeypatch):
     assert namespace["result"].final_metric < namespace["result"].original_metric
     assert (tmp_path / "pruned.onnx").exists() and (tmp_path / "pruned.json").exists()
     assert set(namespace["scores"].by_criterion) >= {"car", "l1", "l2", "mean-act", "apoz", "random"}
+
+
+def test_the_tie_rule_the_docs_give_is_the_default_tie_break():
+    from click.testing import CliRunner
+
+    from onnxcar.cli.main import main
+    from onnxcar.cli.prune_cmd import prune_command
+
+    default = next(p.default for p in prune_command.params if p.name == "tie_break")
+    help_text = " ".join(CliRunner().invoke(main, ["prune", "--help"]).stdout.split())
+    readme = " ".join(README.split())
+    assert f"(default `{default}`:" in readme and "Ties go to the lowest filter index" not in readme
+    assert "(ties: the --tie-break key for CAR, then the lowest index)" in help_text
+    assert "--tie-break [loss|margin|index] Order of filters of equal CAR" in help_text and f"[default: {default}]" in help_text

@@ -188,3 +188,14 @@ def test_image_folder_of_mixed_sizes_gives_one_size(tmp_path):
     data = onnxcar.Data(str(tmp_path / "lines"), preprocess=onnxcar.Preprocess.preset("cifar10", resize=24, crop=24))
     result = onnxcar.prune(paddle_like(), data=data, criterion="car", target=onnxcar.Count(1), layers=["conv1"])
     assert result.settings["input_shapes"] == {"x": [1, 3, 24, 24]} and result.max_verify_error is not None
+
+
+def test_the_ir3_inception_v1_of_the_onnx_wheel_is_sized_through_its_lrns():
+    """Folding its ConstantOfShape weights leaves initializers that are not inputs, which inference
+    under IR 3 ignored: the LRN after conv2/3x3 and every Concat after it had no rank (issue 23)."""
+    from tests.zoo import classic
+
+    inspection = onnxcar.inspect(onnx.load(classic.classic_path("inception_v1")))
+    assert [g["reason"] for g in inspection.groups if not g["prunable"]] == [
+        "n143 (Softmax): Softmax normalises over the channel axis"]
+    assert len(inspection.prunable) == 57 and inspection.macs == 1_431_556_352

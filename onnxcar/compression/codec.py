@@ -22,7 +22,7 @@ from bitarray import bitarray
 
 from onnxcar.compression.bytestream import Corrupt, Reader, Writer
 from onnxcar.compression.huffman import Code
-from onnxcar.compression.sparse import MAX_WIDTH, from_entries, to_entries
+from onnxcar.compression.sparse import MAX_WIDTH, check_size, from_entries, to_entries
 from onnxcar.errors import OnnxcarError
 
 MAX_CODEBOOK = 256  # 8-bit codebook indices
@@ -105,6 +105,10 @@ def decode_tensor(reader: Reader, size: int, what: str) -> tuple[np.ndarray, Rec
     stream = reader.blob(f"{what}: bit stream")
     if entries > 4 * len(stream):
         raise Corrupt(f"{what}: {entries} entries cannot fit in {len(stream)} bytes")
+    try:
+        check_size(entries, size, width)
+    except ValueError as err:
+        raise Corrupt(f"{what}: {err}") from None
     bits = bitarray(endian="big")
     bits.frombytes(stream)
     try:
@@ -115,14 +119,13 @@ def decode_tensor(reader: Reader, size: int, what: str) -> tuple[np.ndarray, Rec
         offset = table_bits + position_bits + value_bits
         if len(bits) - offset >= 8 or bits[offset:].any():
             raise ValueError("the bit stream does not end where its codes do")
-        symbols = from_entries(gaps, values, size, width, filler=count)
+        positions, symbols = from_entries(gaps, values, size, width, filler=count)
     except ValueError as err:
         raise Corrupt(f"{what}: {err}") from None
     patterns = np.zeros(size, dtype=np.uint32)
-    kept = symbols >= 0
-    patterns[kept] = codebook[symbols[kept]]
+    patterns[positions] = codebook[symbols]
     stats = RecordStats(
-        size=size, kept=int(kept.sum()), entries=entries, codebook=count, width=width, codebook_bytes=len(raw),
+        size=size, kept=len(positions), entries=entries, codebook=count, width=width, codebook_bytes=len(raw),
         table_bits=table_bits, position_bits=position_bits, value_bits=value_bits, stream_bytes=len(stream),
         bytes=reader.offset - start,
     )

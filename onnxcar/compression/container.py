@@ -11,13 +11,18 @@ Layout (integers little-endian, varints unsigned LEB128)::
     u32       CRC-32 of every byte before it
 
 The decoder checks every length against the bytes left and every count against what
-those bytes can describe before allocating, so a truncated, corrupted or hostile file
-is a one-line ModelError, never a crash, a hang or an unbounded allocation.
+those bytes can describe before allocating, and the coded tensors' total size against a
+cap (``max_decoded_bytes``, default 1 GiB) before decoding one, so a truncated, corrupted or
+hostile file is a one-line ModelError, never a crash, a hang or an unbounded allocation.
+Zeros cost nothing to decode; memory peaks near three times the restored model (its bytes,
+the protobuf's copy and its serialisation for the checksum). A path that is not a regular
+file (a FIFO, /dev/zero) is refused before it is read.
 """
 
 import math
 import os
 import pathlib
+import stat
 import zlib
 from dataclasses import dataclass
 
@@ -33,6 +38,7 @@ from onnxcar.errors import ModelError, OnnxcarError
 MAGIC = b"ONXZ"
 VERSION = 1
 MAX_MODEL_BYTES = 2**31 - 1  # one protobuf: what onnx can serialise
+MAX_DECODED_BYTES = 2**30  # the default cap on the coded tensors' restored bytes
 _FRAMING = len(MAGIC) + 1 + 4 + 4  # magic, version, the two CRCs
 
 
@@ -81,32 +87,38 @@ def pack(model: onnx.ModelProto, widths: dict[str, int]) -> Packed:
     return Packed(data, records, record_bytes, skeleton_bytes, framing)
 
 
-def read(path: str | os.PathLike) -> onnx.ModelProto:
+def read(path: str | os.PathLike, max_decoded_bytes: int = MAX_DECODED_BYTES) -> onnx.ModelProto:
     """The model held by the container file at ``path``; ModelError if it cannot be read or is not valid."""
     path = pathlib.Path(path)
     try:
-        if path.stat().st_size > 2 * MAX_MODEL_BYTES:
-            raise ModelError(f"cannot read {path}: larger than any container onnxcar writes")
-        data = path.read_bytes()
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0))) as f:
+            st = os.fstat(f.fileno())  # of what was opened: a FIFO opens without blocking, then is refused
+            if not stat.S_ISREG(st.st_mode):
+                raise ModelError(f"cannot read {path}: not a regular file")
+            if st.st_size > 2 * MAX_MODEL_BYTES:
+                raise ModelError(f"cannot read {path}: larger than any container onnxcar writes")
+            data = f.read(2 * MAX_MODEL_BYTES + 1)
     except OSError as err:
         raise ModelError(f"cannot read {path}: {err.strerror or err}") from None
-    return unpack(data, str(path))
+    return unpack(data, str(path), max_decoded_bytes)
 
 
-def unpack(data: bytes, source: str = "the container") -> onnx.ModelProto:
-    """The model a container holds; ModelError (one line, naming ``source``) for anything that is not a valid container."""
-    return unpack_with_layout(data, source)[0]
+def unpack(data: bytes, source: str = "the container", max_decoded_bytes: int = MAX_DECODED_BYTES) -> onnx.ModelProto:
+    """The model a container holds; ModelError (one line, naming ``source``) for anything that is not a valid container,
+    or whose coded tensors restore to more than ``max_decoded_bytes``."""
+    return unpack_with_layout(data, source, max_decoded_bytes)[0]
 
 
-def unpack_with_layout(data: bytes, source: str = "the container") -> tuple[onnx.ModelProto, Packed]:
+def unpack_with_layout(data: bytes, source: str = "the container",
+                       max_decoded_bytes: int = MAX_DECODED_BYTES) -> tuple[onnx.ModelProto, Packed]:
     """The model a container holds, and where its bytes went (as ``pack`` reports it)."""
     try:
-        return _unpack(data)
+        return _unpack(data, min(max_decoded_bytes, MAX_MODEL_BYTES))
     except Corrupt as err:
-        raise ModelError(f"cannot read {source}: {err}") from None
+        raise ModelError(f"cannot read {source}: {err}", arguments=err.arguments) from None
 
 
-def _unpack(data: bytes) -> tuple[onnx.ModelProto, Packed]:
+def _unpack(data: bytes, max_decoded_bytes: int) -> tuple[onnx.ModelProto, Packed]:
     if len(data) < _FRAMING or data[: len(MAGIC)] != MAGIC:
         raise Corrupt("not an onnxcar container (no ONXZ header)")
     if data[len(MAGIC)] != VERSION:
@@ -129,10 +141,12 @@ def _unpack(data: bytes) -> tuple[onnx.ModelProto, Packed]:
             raise Corrupt(f"{what} is not an empty float32 tensor to fill (or is coded twice)")
         size = math.prod(init.dims)
         restored += 4 * size
-        if restored > MAX_MODEL_BYTES:
-            raise Corrupt("the coded tensors add up to more than 2 GB")
+        if restored > max_decoded_bytes:
+            raise Corrupt(f"the coded tensors restore to more than {max_decoded_bytes} bytes (max_decoded_bytes)",
+                          arguments=("max_decoded_bytes",))
         weights, records[init.name] = decode_tensor(reader, size, what)
-        init.raw_data = weights.astype("<f4").tobytes()
+        init.raw_data = weights.astype("<f4", copy=False).tobytes()
+        del weights
         record_bytes[init.name] = reader.offset - start
     if reader.left:
         raise Corrupt(f"{reader.left} bytes follow the last record")

@@ -15,7 +15,7 @@ from onnxcar.api import ModelLike, _model as load_model_like
 from onnxcar.bridge.finetune_config import FinetuneConfig
 from onnxcar.bridge.writeback import set_initializers
 from onnxcar.compression.config import CompressConfig
-from onnxcar.compression.container import pack, unpack
+from onnxcar.compression.container import MAX_MODEL_BYTES, pack, unpack
 from onnxcar.compression.kmeans import Codebook, share_weights
 from onnxcar.compression.layers import WeightLayer, weight_layers
 from onnxcar.compression.magnitude import prune_smallest
@@ -111,7 +111,7 @@ def compress(model: ModelLike, config: CompressConfig, data: DataSpec, *, val: D
     began = time.perf_counter()
     widths = {layer.tensor: int(config.index_bits.get(layer, "index_bits")) for layer in layers}
     packed = pack(current, widths)
-    if unpack(packed.data).SerializeToString() != current.SerializeToString():
+    if unpack(packed.data, max_decoded_bytes=MAX_MODEL_BYTES).SerializeToString() != current.SerializeToString():
         raise VerificationError("the container does not restore the compressed model bit for bit")
     run.timings["entropy_coding"] = time.perf_counter() - began
     return CompressResult(

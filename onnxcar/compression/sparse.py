@@ -5,8 +5,8 @@ then one position holding ``symbol``. Gaps have ``width`` bits. A run of zeros l
 than the widest gap is bridged by filler entries ``(2**width - 1, FILLER)``, each covering
 ``2**width`` zeros; trailing zeros are bridged the same way until fewer than ``2**width``
 are left, which the decoder fills in. The encoding of a tensor is therefore unique, and
-the tensor can be at most ``(entries + 1) * 2**width - 1`` long: a decoder allocates in
-proportion to what it reads.
+the tensor can be at most ``(entries + 1) * 2**width - 1`` long, which a decoder checks
+(``check_size``) before it reads the entries.
 """
 
 import numpy as np
@@ -32,14 +32,21 @@ def to_entries(symbols: np.ndarray, width: int, filler: int) -> tuple[np.ndarray
     return gaps, values
 
 
-def from_entries(gaps: np.ndarray, values: np.ndarray, size: int, width: int, filler: int) -> np.ndarray:
-    """The flat array of symbols (-1: zero) that ``to_entries`` turned into these entries.
+def check_size(entries: int, size: int, width: int) -> None:
+    """Raises ValueError unless ``entries`` entries of ``width``-bit gaps can describe ``size`` positions."""
+    if size >= (entries + 1) << width:
+        raise ValueError(f"{entries} entries of {width}-bit gaps cannot describe {size} positions")
+
+
+def from_entries(gaps: np.ndarray, values: np.ndarray, size: int, width: int,
+                 filler: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions and symbols of the nonzero weights of the ``size``-long tensor that ``to_entries`` turned
+    into these entries: sparse, so decoding allocates nothing per zero.
 
     Raises ValueError for entries that no tensor of ``size`` positions encodes to.
     """
     span = 1 << width
-    if size >= (len(gaps) + 1) * span:
-        raise ValueError(f"{len(gaps)} entries of {width}-bit gaps cannot describe {size} positions")
+    check_size(len(gaps), size, width)
     if len(gaps) != len(values) or (len(gaps) and (gaps.min() < 0 or gaps.max() >= span)):
         raise ValueError("gaps out of range")
     if np.any((values == filler) & (gaps != span - 1)):
@@ -48,7 +55,5 @@ def from_entries(gaps: np.ndarray, values: np.ndarray, size: int, width: int, fi
     end = int(positions[-1]) + 1 if len(positions) else 0
     if end > size or size - end >= span:
         raise ValueError(f"the entries cover {end} of {size} positions")
-    out = np.full(size, -1, dtype=np.int64)
     real = values != filler
-    out[positions[real]] = values[real]
-    return out
+    return positions[real], values[real]

@@ -49,7 +49,10 @@ class Group:
         return len(self.channels)
 
     def channel_ids(self, indices) -> set[int]:
-        """Class ids of the channels at ``indices``."""
+        """Class ids of the channels at ``indices``; OnnxcarError for an index the group does not have."""
+        outside = [i for i in indices if not 0 <= i < self.size]
+        if outside:
+            raise OnnxcarError(f"group {self.id} has {self.size} channels, so no channel {outside[0]}")
         return {int(self.channels[i]) for i in indices}
 
 

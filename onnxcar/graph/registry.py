@@ -14,6 +14,8 @@ versions; custom domains register the same way::
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import onnx
+
 from onnxcar.graph.context import NodeContext
 from onnxcar.registry import load_plugins
 
@@ -59,6 +61,13 @@ def handler_for(domain: str, op_type: str, opset: int | None = None) -> Handler 
         if entry.opsets is None or opset is None or opset in entry.opsets:
             return entry.handler
     return None
+
+
+def custom_ops_without_handler(model: onnx.ModelProto) -> list[str]:
+    """``domain::OpType`` of each op of the main graph outside the ONNX domain that no handler covers, sorted."""
+    load_handlers()
+    return sorted({f"{node.domain}::{node.op_type}" for node in model.graph.node
+                   if node.domain not in _DEFAULT_DOMAINS and handler_for(node.domain, node.op_type) is None})
 
 
 def load_handlers() -> None:

@@ -2,6 +2,7 @@
 
 A report names its ``kind`` and ``version``; prune reports written before they carried them
 are recognised by their keys. A new kind plugs in with ``@register_kind("name", versions)``.
+A report file may hold at most MAX_REPORT_BYTES, nested at most MAX_DEPTH deep.
 """
 
 import dataclasses
@@ -25,6 +26,8 @@ class ReportKind:
 
 
 KINDS: dict[str, ReportKind] = {}
+MAX_REPORT_BYTES = 64 * 2**20  # far above what any onnxcar command writes
+MAX_DEPTH = 64  # objects and arrays inside one another; onnxcar's reports nest fewer than 10
 
 
 def register_kind(name: str, versions: tuple[int, ...] = (1,), legacy_keys: tuple[str, ...] = ()):
@@ -40,13 +43,19 @@ def register_kind(name: str, versions: tuple[int, ...] = (1,), legacy_keys: tupl
 def load_report(path: pathlib.Path) -> Facts:
     """Reads one report file; refuses unreadable JSON and unknown kinds or versions in one line."""
     try:
+        if not path.is_file():  # a FIFO or a device would block or never end
+            raise DataError(f"report not found: {path}" if not path.exists() else f"{path} is not a regular file")
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise DataError(f"{path} is larger than the {MAX_REPORT_BYTES // 2**20} MiB a report may be")
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"report not found: {path}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read report {path}: {err}") from err
     except json.JSONDecodeError as err:
         raise DataError(f"{path} is not valid JSON (truncated?): {err.msg} at line {err.lineno}") from err
+    except RecursionError:
+        raise DataError(f"{path} nests deeper than the {MAX_DEPTH} levels a report may have") from None
+    if _depth(data) > MAX_DEPTH:
+        raise DataError(f"{path} nests deeper than the {MAX_DEPTH} levels a report may have")
     if not isinstance(data, dict):
         raise DataError(f"{path} holds a JSON {type(data).__name__}, not a report object")
     kind = _identify(data, path)
@@ -58,6 +67,19 @@ def load_report(path: pathlib.Path) -> Facts:
         return kind.read(data, path.name, version)
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise DataError(f"{path} is a malformed {kind.name} report: {type(err).__name__}: {err}") from err
+
+
+def _depth(data) -> int:
+    """How deep objects and arrays nest in ``data`` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _identify(data: dict, path: pathlib.Path) -> ReportKind:
@@ -82,9 +104,16 @@ def _points(curve) -> tuple[tuple[float, float], ...]:
 def read_prune(data: dict, source: str, version: int) -> Facts:
     """An ``onnxcar prune`` report: its curves, removal order, totals and settings."""
     criterion = data["config"]["criterion"]
-    removed: dict[str, list[int]] = {}
+    removed: dict[str, dict[int, None]] = {}  # by layer, the channels in removal order
+    invalid = 0
     for removal in data["removed"]:
-        removed.setdefault(removal["layer"], []).append(int(removal["channel"]))
+        channels, channel = removed.setdefault(removal["layer"], {}), int(removal["channel"])
+        if channel < 0 or channel in channels:
+            invalid += 1
+        else:
+            channels[channel] = None
+    notes = (f"{source}: {invalid} removals name a negative channel or one removed before; only the first removal "
+             "of each channel is shown",) if invalid else ()
     curves = tuple(Curve(layer, criterion, _points(points), _metric_name(data.get("task")))
                    for layer, points in (data.get("curves") or {}).items())
     before, after = data["before"], data["after"]
@@ -93,7 +122,8 @@ def read_prune(data: dict, source: str, version: int) -> Facts:
         for name in ("params", "macs")))
     pruning = Pruning(criterion, data.get("model"), data.get("data"), {k: tuple(v) for k, v in removed.items()})
     settings = {k: data.get(k) for k in ("model", "output", "task", "config", "data", "timings_s", "verify_max_abs_error")}
-    return Facts(source, "prune", version, curves=curves, prunings=(pruning,), tables=(totals,), settings=settings)
+    return Facts(source, "prune", version, curves=curves, prunings=(pruning,), tables=(totals,), settings=settings,
+                 notes=notes)
 
 
 @register_kind("sensitivity")
@@ -176,6 +206,7 @@ def read_pipeline(data: dict, source: str, version: int) -> Facts:
         if stage["kind"] != "prune" or not stage.get("report"):
             continue
         facts = read_prune(stage["report"], source, 1)
+        notes += facts.notes
         model = data.get("model") if index == 0 else None
         if model is None:
             notes.append(f"stage {index} (prune) read the model an earlier stage made, which the report does not keep: "

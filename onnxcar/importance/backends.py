@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import onnx
 
+from onnxcar.errors import OnnxcarError
 from onnxcar.importance.shards import Layout, Shard, reduction, run_shard
 from onnxcar.registry import Registry
 from onnxcar.runners import make_runner
@@ -22,10 +23,17 @@ from onnxcar.runners.config import RunnerConfig
 @dataclass(frozen=True)
 class BackendConfig:
     """Which backend evaluates candidates: ``local``, or ``ray`` at ``address`` (a running
-    cluster, ``host:port``; None starts a local Ray instance for the run and stops it after)."""
+    cluster, ``host:port``; None starts a local Ray instance for the run and stops it after),
+    which must answer within ``timeout_s`` seconds."""
 
     kind: str = "local"
     address: str | None = None
+    timeout_s: float = 10.0
+
+    def __post_init__(self):
+        if not 0 < self.timeout_s < float("inf"):
+            raise OnnxcarError(f"timeout_s must be a positive number of seconds, got {self.timeout_s}",
+                               arguments=("ray_timeout",))
 
     def to_dict(self) -> dict:
         return asdict(self)

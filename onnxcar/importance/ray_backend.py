@@ -10,7 +10,9 @@ nor a duplicate, and the numbers equal the local backend's: the same shards, the
 """
 
 import logging
+import os
 import socket
+import time
 import uuid
 import weakref
 from collections import OrderedDict
@@ -29,7 +31,8 @@ from onnxcar.runners.config import RunnerConfig
 
 log = logging.getLogger(__name__)
 RETRIES = 3  # reruns of a shard whose worker died
-CONNECT_TIMEOUT_S = 10.0
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # preface, empty SETTINGS
+_SETTINGS = 0x04  # the HTTP/2 frame type a gRPC server (Ray's GCS) answers the preface with
 SESSIONS_KEPT = 8  # suffix sessions a worker process keeps (global pruning has one probe per group)
 
 
@@ -44,13 +47,15 @@ def require_ray():
 @register_backend("ray", help="a Ray cluster at ray_address, or a local Ray instance started for the run")
 class RayBackend:
     """Connects to the cluster at ``config.address`` (or starts a local instance, stopped by
-    ``close``; a Ray session the caller already opened is used as it is)."""
+    ``close``; a Ray session the caller already opened is used as it is). Ray logs only errors."""
 
     def __init__(self, config: BackendConfig):
         ray = require_ray()
         self._ray, self._started = ray, False
         if config.address:
-            _check_reachable(config.address)
+            _check_reachable(config.address, config.timeout_s)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's core logs to stderr, past Python's logging
+        logging.getLogger("ray").setLevel(logging.ERROR)
         if not ray.is_initialized():
             try:
                 ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -133,15 +138,26 @@ def _run_shard(key: str, holder: list, layout: Layout, task, config: RunnerConfi
     return run_shard(runner, layout, cache, targets, reduction(task, reduce), current, shard)
 
 
-def _check_reachable(address: str) -> None:
-    """Refuses, at once, an address where nothing listens (``ray.init`` would wait for minutes)."""
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Refuses, within ``timeout_s``, an address where nothing listens or what listens does not answer
+    as Ray's GCS (gRPC) does (``ray.init`` would wait for minutes, logging all the while)."""
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise OnnxcarError(f"a Ray address is host:port (or auto), got {address!r}", arguments=("ray_address",))
+    deadline = time.monotonic() + timeout_s
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as connection:
+            connection.settimeout(max(deadline - time.monotonic(), 0.001))
+            connection.sendall(_HTTP2_HELLO)
+            reply = connection.recv(9)
+    except TimeoutError:
+        raise OnnxcarError(f"the Ray cluster at {address} did not answer within {timeout_s:g} s",
+                           arguments=("ray_address", "ray_timeout")) from None
     except OSError as err:
         raise OnnxcarError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}",
                            arguments=("ray_address",)) from err
+    if len(reply) < 4 or reply[3] != _SETTINGS:
+        raise OnnxcarError(f"what listens at {address} does not answer as a Ray cluster does",
+                           arguments=("ray_address",))

@@ -12,11 +12,12 @@ class Gate:
     upper: bool
     unit: str
     help: str
+    signed: bool = False  # whether a negative limit means something (a drop may be a gain)
 
 
 GATES = {
     gate.name: gate for gate in (
-        Gate("max_top1_drop", "top1_drop", True, "points", "test top-1 drop against the original model"),
+        Gate("max_top1_drop", "top1_drop", True, "points", "test top-1 drop against the original model", signed=True),
         Gate("min_size_ratio", "size_ratio", False, "x", "original model bytes over the final artifact's"),
         Gate("max_params", "params", True, "", "parameters of the final model"),
         Gate("max_macs", "macs", True, "", "multiply-accumulates per sample of the final model"),

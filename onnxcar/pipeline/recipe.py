@@ -39,9 +39,11 @@ _DATA = {"path": "str", "preprocess": "str", "images_key": "str", "labels_key": 
          "archive_max_bytes": "int"}
 _RUNNER = {"runner": "str", "device": "str", "precision": "str", "threads": "int", "batch_size": "int"}
 _OUTPUTS = {"model": "str", "report": "str"}
-_BACKEND = {"kind": "str", "address": "str"}
+_BACKEND = {"kind": "str", "address": "str", "timeout_s": "float"}
 # metrics every run measures at its end, whatever its stages
 ALWAYS_MEASURED = ("params", "macs", "size_bytes", "size_ratio", "latency_ms")
+CACHE = ".cache"  # the stage cache's folder inside the output folder
+MARKER = ".onnxcar-run"  # marks a folder as an onnxcar run's output folder
 
 
 @dataclass(frozen=True)
@@ -86,17 +88,18 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if not isinstance(table.get("model"), str):
         raise RecipeError(f"{name}: model must be the path of an ONNX file")
     folder = source.parent
-    model = _existing(folder, table["model"], name, "model")
+    model = _existing(folder, table["model"], name, "model", folders=False)
     data = _data(table.get("data", {}), folder, name)
     stages = _stages(table.get("stages"), name)
     gates = _gates(table.get("gates", {}), stages, name)
     runner = refine(name, "runner", lambda: RunnerConfig(**take(table.get("runner", {}), "runner", _RUNNER, name)))
     outputs = Outputs(**take(table.get("outputs", {}), "outputs", _OUTPUTS, name))
-    backend = BackendConfig(**take(table.get("backend", {}), "backend", _BACKEND, name))
+    backend = refine(name, "backend", lambda: BackendConfig(**take(table.get("backend", {}), "backend", _BACKEND, name)))
     BACKENDS.get(backend.kind)
     for key, value in vars(outputs).items():
-        if not value or Path(value).name != value:
-            raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder, got {value!r}")
+        if not value or Path(value).name != value or value in (".", "..", CACHE, MARKER):
+            raise RecipeError(f"{name}: outputs.{key} must be a file name inside the output folder "
+                              f"(not {CACHE} or {MARKER}, which the run keeps there), got {value!r}")
     if outputs.model == outputs.report:
         raise RecipeError(f"{name}: outputs.model and outputs.report name the same file {outputs.model!r}")
     shapes = table.get("input_shapes")
@@ -106,10 +109,14 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     return Recipe(source, model, data, stages, gates, runner, outputs, shapes, backend)
 
 
-def _existing(folder: Path, value: str, name: str, key: str) -> Path:
+def _existing(folder: Path, value: str, name: str, key: str, *, folders: bool) -> Path:
+    """The path ``value`` names, which must be a regular file (or, where ``folders``, a folder): never a
+    FIFO or a device, which would block or never end."""
     path = folder / Path(value).expanduser()
     if not path.exists():
         raise RecipeError(f"{name}: {key}: {path} does not exist")
+    if not (path.is_file() or folders and path.is_dir()):
+        raise RecipeError(f"{name}: {key}: {path} is not a regular file{' or a folder' if folders else ''}")
     return path
 
 
@@ -123,7 +130,7 @@ def _data(tables, folder: Path, name: str) -> dict[str, DataSpec]:
         options = take(table, f"data.{role}", _DATA, name)
         if "path" not in options:
             raise RecipeError(f"{name}: data.{role}.path is missing")
-        path = _existing(folder, options.pop("path"), name, f"data.{role}.path")
+        path = _existing(folder, options.pop("path"), name, f"data.{role}.path", folders=True)
         specs[role] = refine(name, f"data.{role}", lambda: data_spec(str(path), **options))
     return specs
 
@@ -146,7 +153,9 @@ def _stages(tables, name: str) -> tuple[Stage, ...]:
 def _gates(table, stages: tuple[Stage, ...], name: str) -> dict[str, float]:
     gates = take(table, "gates", {gate: "float" for gate in GATES}, name)
     produced = {*ALWAYS_MEASURED, *(metric for stage in stages for metric in stage.metrics)}
-    for gate in gates:
+    for gate, limit in gates.items():
+        if limit < 0 and not GATES[gate].signed:
+            raise RecipeError(f"{name}: gates.{gate} must be 0 or more, got {limit!r}")
         if GATES[gate].metric not in produced:
             raise RecipeError(f"{name}: gates.{gate} reads {GATES[gate].metric}, which no stage measures "
                               "(add an evaluate stage)")

@@ -1,8 +1,9 @@
 """Runs a recipe: checks everything up front, then each stage, reusing finished stages from a cache.
 
 A stage's output is cached under a key made of its input model's content, its settings, the
-content of the data it reads and the runner settings; a rerun skips finished stages, and a
-killed run resumes inside the stage it was in (pruning journals, fine-tuning checkpoints).
+content of the data it reads and the runner settings; a rerun skips finished stages whose
+entries verify (see ``cache``), and a killed run resumes inside the stage it was in (pruning
+journals, fine-tuning checkpoints).
 """
 
 import hashlib
@@ -21,9 +22,10 @@ from onnxcar.graph import analyze
 from onnxcar.graph.cost import plan_cost
 from onnxcar.graph.shapes import require_input_shapes, resolve_input_shapes, tensor_shapes
 from onnxcar.io import atomic_write, load_model, save_model
+from onnxcar.pipeline.cache import read_entry, write_entry
 from onnxcar.latency import measure_latency
 from onnxcar.pipeline.gates import GateResult, check_gates
-from onnxcar.pipeline.recipe import Recipe
+from onnxcar.pipeline.recipe import CACHE, MARKER, Recipe
 from onnxcar.pipeline.schema import refine
 from onnxcar.pipeline.stages import Stage, StageContext, StageOutput
 from onnxcar.progress import Progress, silent
@@ -31,7 +33,6 @@ from onnxcar.report import dumps, write_json
 from onnxcar.surgery.plan import Plan
 
 log = logging.getLogger(__name__)
-MARKER = ".onnxcar-run"  # marks a folder as an onnxcar run's output folder
 REPORT_VERSION = 1
 
 
@@ -116,6 +117,8 @@ def _check_output_dir(recipe: Recipe, output_dir: Path, *, force: bool) -> None:
     for name in (recipe.outputs.model, recipe.outputs.report):
         if (output_dir / name).resolve() in inputs:
             raise OnnxcarError(f"{recipe.source}: outputs: {output_dir / name} is also an input of the recipe")
+        if (output_dir / name).is_dir():
+            raise OnnxcarError(f"{recipe.source}: outputs: {output_dir / name} is a folder")
 
 
 def run_recipe(recipe: Recipe, output_dir: str | Path, *, dry_run: bool = False, force: bool = False,
@@ -132,10 +135,11 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, dry_run: bool = False,
     if dry_run:
         return PipelineResult(recipe, model_path, report_path, [], {}, [], time.perf_counter() - start, True,
                               plan(recipe))
-    cache = output_dir / ".cache"
+    cache = output_dir / CACHE
     cache.mkdir(parents=True, exist_ok=True)
     (output_dir / MARKER).touch()
-    fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items()}
+    roles_read = {role for stage in recipe.stages for role in stage.roles}
+    fingerprints = {role: data_fingerprint(spec) for role, spec in recipe.data.items() if role in roles_read}
     model, records, metrics, files = original, [], {}, {}
     total = len(recipe.stages)
     for index, stage in enumerate(recipe.stages):
@@ -165,13 +169,10 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
                progress: Progress) -> tuple[StageRecord, onnx.ModelProto, dict[str, bytes]]:
     """Runs one stage, or takes its output (model, record and files) from the cache."""
     stem = cache / f"{index:02d}-{stage.kind}-{key[:16]}"
-    done = stem.with_suffix(".json")
-    if done.exists():
-        saved = json.loads(done.read_text())
-        unchanged, suffixes = saved.pop("unchanged"), saved.pop("files", [])
-        record = StageRecord(**{**saved, "cached": True})
-        files = {suffix: stem.with_suffix(f".{suffix}").read_bytes() for suffix in suffixes}
-        return record, model if unchanged else load_model(stem.with_suffix(".onnx")), files
+    entry = read_entry(stem, key)
+    if entry is not None:
+        record = StageRecord(**{**entry.record, "cached": True})
+        return record, model if entry.model is None else entry.model, entry.files
     workdir = stem.with_suffix(".work")
     workdir.mkdir(exist_ok=True)
     began = time.perf_counter()
@@ -181,12 +182,7 @@ def _run_stage(index: int, stage: Stage, key: str, model: onnx.ModelProto, recip
     record = StageRecord(stage.kind, stage.settings(), False, time.perf_counter() - began, output.report,
                          output.metrics)
     unchanged = output.model is model  # an evaluation: nothing new to keep
-    if not unchanged:
-        save_model(output.model, stem.with_suffix(".onnx"), force=True)
-    for suffix, data in output.files.items():
-        atomic_write(stem.with_suffix(f".{suffix}"), lambda f, data=data: f.write(data))
-    finished = {**record.to_dict(), "unchanged": unchanged, "files": sorted(output.files)}
-    atomic_write(done, lambda f: f.write(dumps(finished).encode()))  # written last: the stage is done
+    write_entry(stem, key, record.to_dict(), None if unchanged else output.model, output.files)
     shutil.rmtree(workdir, ignore_errors=True)
     return record, output.model, output.files
 

@@ -1,5 +1,6 @@
 """Typed reading of a recipe's TOML tables: unknown keys and wrong types are errors that name the key."""
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,8 @@ class RecipeError(OnnxcarError):
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: TOML's nan and inf are no limit, rate or ratio."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _integer(value) -> bool:
@@ -30,11 +32,11 @@ def _numbers(value) -> bool:
 TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "int": (_integer, "an integer"),
-    "float": (_number, "a number"),
+    "float": (_number, "a finite number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "strs": (lambda v: isinstance(v, str) or _strings(v), "a list of strings"),
-    "floats": (_numbers, "a list of numbers"),
-    "values": (lambda v: isinstance(v, str) or _number(v), 'a number, or per layer or kind as "conv1=0.7,fc=0.9"'),
+    "floats": (_numbers, "a list of finite numbers"),
+    "values": (lambda v: isinstance(v, str) or _number(v), 'a finite number, or per layer or kind as "conv1=0.7,fc=0.9"'),
     "sizes": (lambda v: isinstance(v, list) and bool(v) and all(_integer(x) and x > 0 for x in v),
               "a list of positive integers"),
 }

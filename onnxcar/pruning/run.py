@@ -177,8 +177,9 @@ def prune_model(
 
 def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig, *, has_data: bool) -> dict[int, int]:
     """Channels to remove per group (global pruning: the most each may lose, which the progress
-    total adds up to the target's count); warns where the target asks for more than a group can
-    lose, and refuses a target that removes nothing, or a budget without the data to measure it."""
+    total adds up to the target's count); refuses a target that removes nothing (in one error, no
+    warnings before it) or a budget without the data to measure it, and warns where the target
+    asks for more than a group can lose or removes nothing from some of the groups."""
     if isinstance(config.target, MaxDrop) and not has_data:
         raise OnnxcarError("a max-drop target needs data to measure accuracy", arguments=("max_drop", "data"))
     if config.scope == "global":
@@ -186,15 +187,15 @@ def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig
     counts = {g.id: config.target.removals(g.size) for g in groups}
     if isinstance(config.target, MaxDrop):
         return counts
-    for group in groups:
-        name = analysis.layer_name(group.producers[0])
-        if counts[group.id] == 0:
-            log.warning("the target removes no filter from %s (%d filters)", name, group.size)
-        elif isinstance(config.target, Count) and config.target.value > counts[group.id]:
-            log.warning("%s has %d filters: removing %d, since one must stay", name, group.size, counts[group.id])
+    names = {g.id: f"{analysis.layer_name(g.producers[0])} ({g.size} filters)" for g in groups}
     if not any(counts.values()):
-        raise OnnxcarError("the target removes no filter from any selected layer; raise it",
-                           arguments=("ratio", "count"))
+        raise OnnxcarError(f"the target removes no filter from any selected layer ({', '.join(names.values())}); "
+                           "raise it", arguments=("ratio", "count"))
+    for group in groups:
+        if counts[group.id] == 0:
+            log.warning("the target removes no filter from %s", names[group.id])
+        elif isinstance(config.target, Count) and config.target.value > counts[group.id]:
+            log.warning("%s: removing %d, since one must stay", names[group.id], counts[group.id])
     return counts
 
 
