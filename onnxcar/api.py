@@ -183,6 +183,7 @@ def prune(
     per_iter: int = 1,
     seed: int = 0,
     verify: bool = True,
+    tolerance: float | None = None,
     tie_break: str = "loss",
     scope: str = "layer",
     task: str = "classification",
@@ -208,8 +209,9 @@ def prune(
     is False: on seeded random inputs at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``; by default
     the data's shape, else the declared one), and on real items of ``data``. A model whose height
     and width are symbolic needs ``data`` or ``input_shapes`` for that check, and for its MACs
-    (None without them). With ``journal``, each iteration is appended to that file as it completes, and
-    ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
+    (None without them). Outputs match within :class:`~onnxcar.surgery.Tolerance` (relative to each
+    output's scale, with an absolute floor for float rounding); ``tolerance`` sets all three terms.
+    With ``journal``, each iteration is appended to that file as it completes, and ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
     afresh over it); ``result.save`` deletes it.
 
     >>> result = onnxcar.prune("m.onnx", target=onnxcar.Ratio(0.5), criterion="l1")
@@ -218,7 +220,7 @@ def prune(
     >>> onnxcar.prune("m.onnx", data=data, criterion="car", target=onnxcar.Macs(0.5)).after.macs
     """
     proto, source = _model(model)
-    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope)
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope, tolerance)
     return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner, backend=backend,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)

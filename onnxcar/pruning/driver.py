@@ -15,7 +15,7 @@ from onnxcar.importance.base import BoundedImportance, Importance
 from onnxcar.importance.data import DataScorer
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.targets import MaxDrop
-from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
+from onnxcar.surgery import Tolerance, make_plan, mask_channels, remove_channels, verify_equal
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ class Surgery:
 
 
 def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool, *, input_shapes: InputShapes | None = None,
-                      samples: Mapping[str, np.ndarray] | None = None) -> Surgery:
+                      samples: Mapping[str, np.ndarray] | None = None, tolerance: Tolerance = Tolerance()) -> Surgery:
     """Removes the channels ``removed``; with ``verify``, checks the result against the masked model
     (at ``input_shapes``, and on ``samples`` of real data; see :func:`~onnxcar.surgery.verify_equal`)."""
     plan = make_plan(analysis, removed)
@@ -261,5 +261,5 @@ def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool, *, in
     if not verify:
         return Surgery(pruned, None, surgery, 0.0)
     start = time.perf_counter()
-    result = verify_equal(mask_channels(plan), pruned, input_shapes=input_shapes, samples=samples)
+    result = verify_equal(mask_channels(plan), pruned, input_shapes=input_shapes, samples=samples, tolerance=tolerance)
     return Surgery(pruned, result.max_abs_error, surgery, time.perf_counter() - start)
