@@ -44,3 +44,5 @@ def inspect_command(model: str, as_json: bool, show_all: bool, input_shapes) -> 
     console.print(table)
     console.print(f"{len(inspection.prunable)} of {len(inspection.groups)} groups prunable"
                   + ("" if show_all else " (--all lists the rest)"))
+    if inspection.unsupported:
+        console.print(f"not pruned: {inspection.unsupported}")

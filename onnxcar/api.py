@@ -48,7 +48,8 @@ class Inspection:
     """The channel groups of a model, with each group's share of parameters and MACs.
 
     ``macs`` (and each group's ``macs_share``) is None while an input's size is unknown;
-    ``input_shapes`` holds the shape each input was counted at (None where unknown).
+    ``input_shapes`` holds the shape each input was counted at (None where unknown);
+    ``unsupported`` says why integer-quantized ops are not pruned (None without any).
     """
 
     model: str | None
@@ -56,6 +57,7 @@ class Inspection:
     macs: int | None
     groups: list[dict]
     input_shapes: dict[str, list[int] | None] = dataclasses.field(default_factory=dict)
+    unsupported: str | None = None
 
     @property
     def prunable(self) -> list[dict]:
@@ -63,7 +65,7 @@ class Inspection:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "params": self.params, "macs": self.macs, "input_shapes": self.input_shapes,
-                "groups": self.groups}
+                "groups": self.groups, "unsupported": self.unsupported}
 
 
 def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Inspection:
@@ -77,7 +79,8 @@ def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Ins
     """
     proto, source = _model(model)
     report = inspect_report(analyze(proto), input_shapes)
-    return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"])
+    return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"],
+                      report["unsupported"])
 
 
 @dataclass(frozen=True)

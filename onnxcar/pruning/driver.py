@@ -1,5 +1,6 @@
 """The greedy pruning loop (Abbasi-Asl and Yu 2017): score, remove the least important, repeat."""
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ import onnx
 from onnxcar.errors import OnnxcarError, UnsupportedOpError
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.feasibility import Survivors
+from onnxcar.graph.quantized import integer_ops, integer_ops_reason
 from onnxcar.graph.shapes import InputShapes
 from onnxcar.importance.base import BoundedImportance, Importance
 from onnxcar.importance.data import DataScorer
@@ -17,6 +19,7 @@ from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.targets import MaxDrop
 from onnxcar.surgery import Tolerance, make_plan, mask_channels, remove_channels, verify_equal
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Removal:
@@ -46,8 +49,12 @@ def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:
     """The groups named by ``layers`` in that order, or every prunable group when none are named."""
     if not layers:
         groups = [g for g in analysis.groups if g.prunable]
+        quantized = integer_ops(analysis.model)
         if not groups:
-            raise UnsupportedOpError("the model has no prunable channel group (see inspect)")
+            raise UnsupportedOpError(integer_ops_reason(quantized) if quantized
+                                     else "the model has no prunable channel group (see inspect)")
+        if quantized:
+            log.warning("%s (the layers they compute stay as they are)", integer_ops_reason(quantized))
         return groups
     groups = list(dict.fromkeys(analysis.group(name) for name in layers))
     for group in groups:
