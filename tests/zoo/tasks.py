@@ -42,9 +42,9 @@ class _Builder:
         self.nodes.append(helper.make_node("Conv", inputs, [name], name=name, pads=[k // 2] * 4, **attrs))
         return name
 
-    def model(self, inputs: list, outputs: list) -> onnx.ModelProto:
+    def model(self, inputs: list, outputs: list, opset: int = OPSET) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, "g", inputs, outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         onnx.checker.check_model(model, full_check=True)
         return model
 
@@ -77,16 +77,19 @@ def ctc_recogniser(seed: int = 0, classes: int = 6, width: int = 12) -> onnx.Mod
 
 
 def _shape_chain(b: _Builder, x: str, tail: list[int]) -> str:
-    """Paddle's target shape ``[batch of x, *tail]``: Shape -> Cast int32 -> Slice -> Cast int64 -> Concat."""
+    """Paddle's target shape ``[batch of x, *tail]``: Shape -> Cast int32 -> Slice -> Cast int64 -> Concat
+    with the Cast of a Constant node whose int32 values sit in ``int32_data``, as paddle2onnx writes it."""
     batch = b.node("Slice", [b.node("Cast", [b.node("Shape", [x])], to=TensorProto.INT32),
                              b.const(f"starts{len(b.nodes)}", np.array([0])), b.const(f"ends{len(b.nodes)}", np.array([1])),
                              b.const(f"axes{len(b.nodes)}", np.array([0]))])
-    rest = b.node("Cast", [b.const(f"tail{len(b.nodes)}", np.array(tail, np.int32))], to=TensorProto.INT64)
-    return b.node("Concat", [b.node("Cast", [batch], to=TensorProto.INT64), rest], axis=0)
+    value = helper.make_tensor("tail", TensorProto.INT32, [len(tail)], tail)
+    rest = b.node("Cast", [b.node("Constant", [], value=value)], to=TensorProto.INT64)
+    return b.node("Concat", [b.node("Cast", [batch], to=TensorProto.INT64), rest], axis=-1)
 
 
 def shape_chain_classifier(seed: int = 0, classes: int = 4) -> onnx.ModelProto:
-    """``x [N, 3, ?, ?]`` -> Conv-ReLU x2 -> GlobalAveragePool -> Reshape by a Shape chain -> MatMul -> ``y [N, C]``."""
+    """``x [N, 3, ?, ?]`` -> Conv-ReLU x2 -> GlobalAveragePool -> Reshape by a Shape chain -> MatMul -> ``y [N, C]``,
+    at opset 11 (PaddleOCR's), where onnx's data propagation does not carry the chain's value to the Reshape."""
     b = _Builder(seed)
     h = b.node("Relu", [b.conv("x", "conv1", 3, 8)])
     h = b.node("Relu", [b.conv(h, "conv2", 8, 16)])
@@ -95,7 +98,7 @@ def shape_chain_classifier(seed: int = 0, classes: int = 4) -> onnx.ModelProto:
     weight = b.const("fc_w", b.rng.standard_normal((16, classes)).astype(np.float32))
     b.nodes.append(helper.make_node("MatMul", [flat, weight], ["y"], name="fc"))
     return b.model([_image(height="h", width="w")],
-                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])])
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])], opset=11)
 
 
 def yolo_head(seed: int = 0, classes: int = 3, size: int = 8) -> onnx.ModelProto:
