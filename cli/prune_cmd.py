@@ -14,6 +14,7 @@ from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.pruning.journal import journal_path
 from onnxcar.artifacts import output_paths
 from onnxcar.pruning.targets import target_from
+from onnxcar.tasks import Task
 
 
 @click.command("prune")
@@ -62,7 +63,7 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
         result = onnxcar.prune(
             model, target=target, criterion=criterion, layers=layers, data=data_spec, input_shapes=input_shapes,
             per_iter=per_iter, seed=random_seed, verify=not no_verify, tolerance=tolerance, tie_break=tie_break,
-            scope="global" if global_scope else "layer", task="regression" if criterion == "rar" else task,
+            scope="global" if global_scope else "layer", task="regression" if criterion == "rar" and task == "classification" else task,
             runner=runner, backend=backend,
             journal=journal, resume=resume, force=force, progress=progress,
         )
@@ -72,7 +73,7 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
         return
     before, after = result.before, result.after
     metric = "" if result.original_metric is None else (
-        f"; pruning-set {'accuracy' if result.settings['task'] == 'classification' else 'MSE'} "
+        f"; pruning-set {Task(result.settings['task']).metric_name} "
         f"{result.original_metric:.4g} -> {result.final_metric:.4g}"
     )
     macs = "MACs unknown (see --input-shape)" if before.macs is None else (

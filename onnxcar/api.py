@@ -24,7 +24,7 @@ from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes
 from onnxcar.importance import CRITERIA, make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch, open_scorer
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.io import load_model
 from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
@@ -85,18 +85,23 @@ def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Ins
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Top-1 and top-5 accuracy (classification) or mean squared error (regression) on ``n`` samples."""
+    """Top-1 and top-5 accuracy (classification), mean squared error (regression), or the task's metric
+    ``score`` named ``metric`` (``miou``, ``sequence_accuracy``, ``relative_error``...) on ``n`` samples."""
 
     task: str
     n: int
     top1: float | None = None
     top5: float | None = None
     mse: float | None = None
+    metric: str | None = None
+    score: float | None = None
 
     def to_dict(self) -> dict:
         if self.task == "regression":
             return {"mse": self.mse, "n": self.n}
-        return {"top1": self.top1, "top5": self.top5, "n": self.n}
+        if self.task == "classification":
+            return {"top1": self.top1, "top5": self.top5, "n": self.n}
+        return {self.metric: self.score, "n": self.n}
 
 
 def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig,
@@ -116,8 +121,10 @@ def evaluate(model: ModelLike, data: DataSpec, *, task: str = "classification", 
     """
     proto, _ = _model(model)
     kind = Task(task)
-    result = evaluate_batch(proto, _bind(proto, data, kind, runner, input_shapes), kind, runner, progress)
-    return Evaluation(task=kind.kind, **result)
+    result = evaluate_batch(proto, _bind(proto, data, kind, runner, input_shapes), runner, progress)
+    if kind.kind in ("classification", "regression"):
+        return Evaluation(task=kind.kind, **result)
+    return Evaluation(task=kind.kind, n=result["n"], metric=kind.metric_name, score=result[kind.metric_name])
 
 
 @dataclass(frozen=True)
@@ -135,10 +142,10 @@ class Scores:
     @property
     def index(self) -> str:
         """The data-driven index of the task: ``car`` or ``rar``."""
-        return "car" if self.task == "classification" else "rar"
+        return "car" if Task(self.task).higher_is_better else "rar"
 
     def to_dict(self) -> dict:
-        base_key = "base_top1" if self.task == "classification" else "base_mse"
+        base_key = "base_top1" if self.task == "classification" else f"base_{Task(self.task).metric_name}"
         columns = dict(self.by_criterion, **({} if self.tie is None else {"tie": self.tie}))
         size = len(next(iter(columns.values())))
         filters = [{"index": i, **{name: float(v[i]) for name, v in columns.items()}} for i in range(size)]

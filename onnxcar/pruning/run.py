@@ -17,7 +17,7 @@ from onnxcar.graph.shapes import (
 from onnxcar.importance import make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import open_scorer
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.artifacts import save_with_report
 from onnxcar.io import check_output_path
 from onnxcar.progress import Progress, silent
