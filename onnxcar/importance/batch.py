@@ -48,8 +48,9 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
                             f"without labels", arguments=("no_labels", "task"))
         validate_for_model(dataset, list(model_input.shape), model_input.type, width, task.kind)
         check_data_shapes(input_shapes, {name: dataset.images.shape})
+        free_batch = not (model_input.shape and isinstance(model_input.shape[0], int) and model_input.shape[0] > 0)
         task = bind_task(task, runner.run({name: dataset.images[:1]}),
-                         runner.run({name: dataset.images[:2]}) if len(dataset) > 1 else None)
+                         runner.run({name: dataset.images[:2]}) if len(dataset) > 1 and free_batch else None)
         inputs = {name: dataset.images}
         if dataset.labels is not None:
             return Batch(inputs, dataset.labels, task)

@@ -132,10 +132,10 @@ class Task:
         return self.rule.tie_values(view, targets, tie_break)
 
 
-def bind_task(task: Task, one: list[np.ndarray], two: list[np.ndarray]) -> Task:
-    """``task`` bound to the outputs of one item (``one``) and of two (``two``; None with a one-item data
-    set): each output's batch axis is the one that doubles. Raises DataError where the task cannot
-    read the outputs."""
+def bind_task(task: Task, one: list[np.ndarray], two: list[np.ndarray] | None) -> Task:
+    """``task`` bound to the outputs of one item (``one``) and of two (``two``; None where the model
+    takes one item at a time, or the data holds one): each output's batch axis is the one that doubles
+    (axis 0 without ``two``). Raises DataError where the task cannot read the outputs."""
     axes = []
     for index, (a, b) in enumerate(zip(one, two if two is not None else one)):
         grown = [axis for axis, (m, n) in enumerate(zip(a.shape, b.shape)) if n == 2 * m and m == 1]
