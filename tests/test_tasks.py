@@ -27,7 +27,8 @@ def _data(tmp_path, shape, seed=0, labels=None):
 def test_classification_refuses_a_sequence_output_and_lists_the_tasks(tmp_path):
     data = _data(tmp_path, (8, 3, 8, 12))
     with pytest.raises(DataError, match=r"first output is shaped \[1, 12, 6\] for one item, not \[1, classes\]: "
-                                        r"choose the task that reads it \(ctc, segmentation, regression, fidelity"):
+                                        r"choose the task that reads it \(ctc, segmentation, detection, regression, "
+                                        r"fidelity"):
         onnxcar.prune(tasks.ctc_recogniser(), data=data, criterion="car", target=onnxcar.Ratio(0.5))
 
 
@@ -109,8 +110,30 @@ def test_car_needs_a_task_measured_by_an_accuracy(tmp_path):
                       target=onnxcar.Ratio(0.5))
 
 
+def test_detection_f1_matches_boxes_of_the_same_class():
+    rule = TASKS.get("detection")
+    head = np.zeros((1, 6, 3))  # 2 classes, 3 anchors: (cx, cy, w, h, score0, score1)
+    head[0, :, 0] = [10, 10, 4, 4, 0.9, 0.0]
+    head[0, :, 1] = [30, 30, 4, 4, 0.0, 0.8]
+    head[0, :, 2] = [10.2, 10, 4, 4, 0.6, 0.0]  # suppressed: same class, IoU 0.9 with anchor 0
+    targets = rule.targets(head)
+    assert rule.outcomes(head, targets, ()) == pytest.approx([1.0])
+    moved = head.copy()
+    moved[0, 0, 1] = 33  # class 1's box shifted by 3 of its 4: IoU 1/7
+    assert rule.outcomes(moved, targets, ()) == pytest.approx([2 * 1 / 4])  # 1 match of 2 found, 2 wanted
+    relabelled = head.copy()
+    relabelled[0, 4:, 1] = [0.8, 0.0]  # the second box now says class 0
+    assert rule.outcomes(relabelled, targets, ()) == pytest.approx([0.5])
+
+
+def test_detection_refuses_another_layout():
+    with pytest.raises(DataError, match=r"detection reads a first output of \[N, 4 \+ classes, anchors\]"):
+        TASKS.get("detection").check([(1, 4, 100)])
+
+
 @pytest.mark.parametrize("model, shape, task, criterion", [
     (tasks.ctc_recogniser, (12, 3, 8, 12), "ctc", "car"),
+    (tasks.yolo_head, (12, 3, 8, 8), "detection", "car"),
     (tasks.sigmoid_map, (12, 3, 16, 16), "segmentation", "car"),
     (tasks.yolo_head, (12, 3, 8, 8), "fidelity", "rar"),
 ])

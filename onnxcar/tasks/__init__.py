@@ -12,7 +12,8 @@ with::
 Built in: ``classification`` (top-1), ``regression`` (squared error over all outputs),
 ``fidelity`` (relative squared error of every output against the original model's),
 ``segmentation`` (mean IoU of per-pixel argmax, or of the map thresholded at 0.5 for one
-channel), ``ctc`` (exact match of the greedy CTC decode, character error rate for ties).
+channel), ``ctc`` (exact match of the greedy CTC decode, character error rate for ties),
+``detection`` (F1 at IoU 0.5 of a YOLO-style head's boxes against the original's).
 """
 
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class TaskRule:
 
 
 def _builtins() -> None:
-    from onnxcar.tasks import classification, ctc, dense, outputs  # noqa: F401  (their decorators register)
+    from onnxcar.tasks import classification, ctc, dense, detection, outputs  # noqa: F401  (they register)
 
 
 TASKS: Registry[TaskRule] = Registry("task", _builtins)

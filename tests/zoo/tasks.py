@@ -103,12 +103,13 @@ def shape_chain_classifier(seed: int = 0, classes: int = 4) -> onnx.ModelProto:
 
 def yolo_head(seed: int = 0, classes: int = 3, size: int = 8) -> onnx.ModelProto:
     """``x [N, 3, S, S]`` -> Conv-ReLU -> a 1x1 head of 4 + C channels -> Reshape ``[N, 4 + C, -1]`` by a
-    Shape chain -> box Sigmoid scores: ``y [N, 4 + C, A]``, boxes (cx, cy, w, h) then class scores."""
+    Shape chain -> ``y [N, 4 + C, A]``: boxes (cx, cy, w, h; their absolute values) then class scores (a Sigmoid)."""
     b = _Builder(seed)
     h = b.node("Relu", [b.conv("x", "conv1", 3, 8)])
     head = b.conv(h, "head", 8, 4 + classes, k=1)
     flat = b.node("Reshape", [head, _shape_chain(b, head, [4 + classes, -1])])
-    boxes = b.node("Slice", [flat, b.const("s0", np.array([0])), b.const("s4", np.array([4])), b.const("ax", np.array([1]))])
+    boxes = b.node("Abs", [b.node("Slice", [flat, b.const("s0", np.array([0])), b.const("s4", np.array([4])),
+                                            b.const("ax", np.array([1]))])])  # sizes > 0, as decoded boxes have
     scores = b.node("Sigmoid", [b.node("Slice", [flat, "s4", b.const("big", np.array([4 + classes])), "ax"])])
     b.nodes.append(helper.make_node("Concat", [boxes, scores], ["y"], name="concat_out", axis=1))
     return b.model([_image(height=size, width=size)],
