@@ -20,7 +20,7 @@ import onnx
 
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
-from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes
+from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes, sized_inputs
 from onnxcar.importance import CRITERIA, make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch, open_scorer
@@ -78,7 +78,7 @@ def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Ins
     [['conv1'], ['conv2']]
     """
     proto, source = _model(model)
-    report = inspect_report(analyze(proto), input_shapes)
+    report = inspect_report(analyze(proto, sized_inputs(proto, input_shapes)), input_shapes)
     return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"],
                       report["unsupported"])
 

@@ -1,6 +1,8 @@
 """MACs at the given input shape through Paddle's Shape -> Cast -> Slice -> Cast -> Concat -> Reshape."""
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 import onnxcar
@@ -33,3 +35,17 @@ def test_folding_replaces_only_shape_computations():
     remaining = [n.op_type for n in inferred.graph.node]
     assert folded == 7  # Shape, Cast, Slice, Cast of the batch; Constant, Cast of the tail; Concat
     assert remaining == ["Conv", "Relu", "Conv", "Relu", "GlobalAveragePool", "Reshape", "MatMul"]
+
+
+def test_a_gate_whose_rank_a_shape_chain_hides_is_prunable_at_a_given_size():
+    """Inference leaves the gate's rank unknown; folded at 12x16 and at 24x32, its rank and its size-free dims
+    (all but the batch) place the channel axis, and the pruned model still runs at other sizes."""
+    model = tasks.hidden_rank_gate()
+    unsized = onnxcar.inspect(model).groups
+    assert not any(g["prunable"] for g in unsized) and "Mul operand ranks are unknown" in unsized[0]["reason"]
+    sized = onnxcar.inspect(model, input_shapes={"x": (1, 3, 12, 16)}).groups
+    assert [g["layers"] for g in sized if g["prunable"]] == [["conv1", "gate"]]
+    result = onnxcar.prune(model, target=onnxcar.Ratio(0.5), input_shapes={"x": (1, 3, 12, 16)})
+    assert result.after.params < result.before.params
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.zeros((3, 3, 20, 7), np.float32)})[0].shape == (3, 4)

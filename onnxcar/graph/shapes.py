@@ -56,6 +56,12 @@ def resolve_input_shapes(model: onnx.ModelProto, given: InputShapes | None = Non
     return shapes
 
 
+def sized_inputs(model: onnx.ModelProto, given: InputShapes | None = None) -> dict[str, tuple[int, ...]] | None:
+    """:func:`resolve_input_shapes` when it sizes every model input, else None."""
+    shapes = resolve_input_shapes(model, given)
+    return shapes if set(shapes) == set(declared_shapes(model)) else None
+
+
 def _with_batch(dims: list[int | None] | None, shape: tuple) -> tuple[int, ...]:
     """``shape`` with the declared batch, or 1 where the batch is symbolic."""
     return (1 if not dims or dims[0] is None else dims[0], *shape[1:]) if shape else ()

@@ -12,7 +12,7 @@ from onnxcar.errors import OnnxcarError, VerificationError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
 from onnxcar.graph.shapes import (
-    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, tensor_shapes,
+    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, sized_inputs, tensor_shapes,
 )
 from onnxcar.importance import make_importance
 from onnxcar.importance.backends import BackendConfig
@@ -114,7 +114,7 @@ def prune_model(
     shapes = resolve_input_shapes(model, input_shapes)
     if config.verify and data is None:
         require_input_shapes(model, shapes, "checking the pruned model")
-    analysis = analyze(model)
+    analysis = analyze(model, sized_inputs(model, input_shapes))
     analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)

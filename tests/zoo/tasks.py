@@ -7,6 +7,7 @@ structure seen in public exports (PaddleOCR, YOLO-style detectors, dynamic quant
 * :func:`ctc_recogniser`: a CNN whose width becomes time, output ``[T, N, C]`` (CTC layout);
 * :func:`shape_chain_classifier`: Paddle's Shape -> Cast -> Slice -> Cast -> Concat -> Reshape
   before the classifier, at symbolic height and width;
+* :func:`hidden_rank_gate`: a gate whose rank only a Shape chain folded at a fixed size reveals;
 * :func:`yolo_head`: a detector head reshaped to ``[N, 4 + C, A]`` by a Shape chain;
 * :func:`wrong_declared_output`: a model that declares an output shape onnxruntime ignores;
 * :func:`conv_integer`: a dynamically quantized model (DynamicQuantizeLinear + ConvInteger).
@@ -97,6 +98,23 @@ def shape_chain_classifier(seed: int = 0, classes: int = 4) -> onnx.ModelProto:
     flat = b.node("Reshape", [pooled, _shape_chain(b, pooled, [16])])
     weight = b.const("fc_w", b.rng.standard_normal((16, classes)).astype(np.float32))
     b.nodes.append(helper.make_node("MatMul", [flat, weight], ["y"], name="fc"))
+    return b.model([_image(height="h", width="w")],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])], opset=11)
+
+
+def hidden_rank_gate(seed: int = 0, classes: int = 4) -> onnx.ModelProto:
+    """``x [N, 3, ?, ?]`` -> Conv-ReLU (8) gated by Sigmoid(Conv 1x1 of the input's pooled colours, reshaped
+    by a Shape chain) -> GlobalAveragePool -> Flatten -> MatMul -> ``y [N, C]``, at opset 11: inference
+    leaves the reshaped colours without a rank, so the gating Mul cannot place the channel axis until
+    the chain is folded at a given input size."""
+    b = _Builder(seed)
+    h = b.node("Relu", [b.conv("x", "conv1", 3, 8)])
+    pooled = b.node("GlobalAveragePool", ["x"])
+    colours = b.node("Reshape", [pooled, _shape_chain(b, pooled, [3, 1, 1])])
+    gate = b.node("Sigmoid", [b.conv(colours, "gate", 3, 8, k=1)])
+    features = b.node("Flatten", [b.node("GlobalAveragePool", [b.node("Mul", [h, gate])])])
+    weight = b.const("fc_w", b.rng.standard_normal((8, classes)).astype(np.float32))
+    b.nodes.append(helper.make_node("MatMul", [features, weight], ["y"], name="fc"))
     return b.model([_image(height="h", width="w")],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])], opset=11)
 
