@@ -30,7 +30,7 @@ from onnxcar.importance import backends, shards
 from onnxcar.importance.backends import BackendConfig, open_backend
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import DataScorer, ReductionIndex
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.io import load_model
 from onnxcar.pruning.driver import greedy
 from onnxcar.runners import RunnerConfig, make_runner

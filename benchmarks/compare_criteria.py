@@ -18,7 +18,7 @@ from onnxcar.data import load_dataset
 from onnxcar.graph import analyze
 from onnxcar.importance import DataScorer
 from onnxcar.importance.batch import make_batch
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.io import load_model, save_model
 from onnxcar.report import write_json
 from onnxcar.runners.config import RunnerConfig

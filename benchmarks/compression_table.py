@@ -24,7 +24,7 @@ from onnxcar.compression.int8 import quantize_int8
 from onnxcar.compression.layers import weight_layers
 from onnxcar.data import DataSpec, Preprocess, load_dataset
 from onnxcar.importance.batch import evaluate, make_batch
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.io import load_model
 from onnxcar.runners.config import RunnerConfig
 
@@ -51,7 +51,7 @@ def main() -> None:
     original_bytes = {layer.name: 4 * _elements(original, layer.tensor) for layer in conv}
 
     def row(method: str, model: onnx.ModelProto, layer_bytes: dict[str, int], model_bytes: int, seconds: float):
-        top1 = evaluate(model, test, task, runner)["top1"]
+        top1 = evaluate(model, test, runner)["top1"]
         print(f"{method}: test top-1 {top1:.2%}, {model_bytes:,} bytes", flush=True)
         return {
             "method": method, "test_top1": top1, "bytes": model_bytes,

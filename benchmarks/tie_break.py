@@ -18,7 +18,7 @@ import onnxcar
 from onnxcar.graph import analyze
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import DataScorer, ReductionIndex
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.data import load_dataset
 from onnxcar.io import load_model
 from onnxcar.pruning.driver import greedy

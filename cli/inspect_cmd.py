@@ -48,3 +48,5 @@ def inspect_command(model: str, as_json: bool, show_all: bool, input_shapes) -> 
     console.print(f"{len(inspection.prunable)} of {len(inspection.groups)} groups prunable"
                   + ("" if show_all else " (--all lists the rest)")
                   + (f"; ops of other domains without a channel handler block theirs: {custom}" if custom else ""))
+    if inspection.unsupported:
+        console.print(f"not pruned: {inspection.unsupported}")

@@ -213,8 +213,11 @@ input_shape_option = click.option(
 
 
 def task_option(command):
-    """Adds ``--task classification|regression``."""
+    """Adds ``--task``, with the registered tasks (plugins included) as choices."""
+    from onnxcar.tasks import TASKS
+
+    lines = "; ".join(f"{name}: {TASKS.get(name).help}" for name in TASKS.names())
     return click.option(
-        "--task", type=click.Choice(["classification", "regression"]), default="classification", show_default=True,
-        help="Accuracy (CAR) or mean squared error (RAR).",
+        "--task", type=click.Choice(TASKS.names()), default="classification", show_default=True,
+        help=f"What the outputs mean, and so what CAR (accuracy) or RAR (error) measures ({lines}).",
     )(command)

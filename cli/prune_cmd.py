@@ -14,6 +14,7 @@ from onnxcar.cli.output import bars, emit_json, summary
 from onnxcar.pruning.journal import journal_path
 from onnxcar.artifacts import output_paths
 from onnxcar.pruning.targets import target_from
+from onnxcar.tasks import Task
 
 
 @click.command("prune")
@@ -31,6 +32,9 @@ from onnxcar.pruning.targets import target_from
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random criterion.")
 @tie_break_option
 @click.option("--no-verify", is_flag=True, help="Skip checking the pruned model against the masked original.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
+              help="Relative and absolute tolerance of the check (default: 1e-4 of each output's scale and of "
+                   "each value, plus float rounding).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its journal (OUTPUT.journal).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="JSON report path [default: OUTPUT with .json].")
 @data_options(required=False)
@@ -40,7 +44,7 @@ from onnxcar.pruning.targets import target_from
 @input_shape_option
 @output_options
 def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_params, global_scope, layers, per_iter,
-                  random_seed, tie_break, no_verify, resume, report_path, data_spec, runner, backend, task, input_shapes,
+                  random_seed, tie_break, no_verify, tolerance, resume, report_path, data_spec, runner, backend, task, input_shapes,
                   output, force, as_json):
     """Remove filters from MODEL and write the physically smaller model to -o.
 
@@ -59,8 +63,8 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
     with bars(as_json) as progress:
         result = onnxcar.prune(
             model, target=target, criterion=criterion, layers=layers, data=data_spec, input_shapes=input_shapes,
-            per_iter=per_iter, seed=random_seed, verify=not no_verify, tie_break=tie_break,
-            scope="global" if global_scope else "layer", task="regression" if criterion == "rar" else task,
+            per_iter=per_iter, seed=random_seed, verify=not no_verify, tolerance=tolerance, tie_break=tie_break,
+            scope="global" if global_scope else "layer", task="regression" if criterion == "rar" and task == "classification" else task,
             runner=runner, backend=backend,
             journal=journal, resume=resume, force=force, progress=progress,
         )
@@ -70,7 +74,7 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
         return
     before, after = result.before, result.after
     metric = "" if result.original_metric is None else (
-        f"; pruning-set {'accuracy' if result.settings['task'] == 'classification' else 'MSE'} "
+        f"; pruning-set {Task(result.settings['task']).metric_name} "
         f"{result.original_metric:.4g} -> {result.final_metric:.4g}"
     )
     macs = "MACs unknown (see --input-shape)" if before.macs is None else (

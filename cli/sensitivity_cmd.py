@@ -7,6 +7,7 @@ from onnxcar.cli.output import bars, emit_json
 from onnxcar.interpret.sensitivity import DEFAULT_STEPS, SensitivityConfig, sensitivity
 from onnxcar.io import check_output_path, load_model
 from onnxcar.report import write_json
+from onnxcar.tasks import Task
 
 
 @click.command("sensitivity")
@@ -26,7 +27,7 @@ def sensitivity_command(model, criterion, layers, steps, per_iter, random_seed, 
                         force, as_json):
     """Prune each layer of MODEL alone by a criterion and report pruning-set accuracy at each step."""
     config = SensitivityConfig(criterion, steps or DEFAULT_STEPS, layers, per_iter, random_seed,
-                               "regression" if criterion == "rar" else task)
+                               "regression" if criterion == "rar" and task == "classification" else task)
     output = check_output_path(output, force=force, source=model) if output else None
     with bars(as_json) as progress:
         result = sensitivity(load_model(model), config, data_spec, runner, progress)
@@ -38,7 +39,7 @@ def sensitivity_command(model, criterion, layers, steps, per_iter, random_seed, 
         return
     accuracy = config.task == "classification"
     header = "layer        filters " + " ".join(f"{100 * s:>6.0f}%" for s in config.steps)
-    click.echo(f"{'accuracy' if accuracy else 'MSE'} on the pruning set after removing a share of one layer's "
+    click.echo(f"{Task(config.task).metric_name} on the pruning set after removing a share of one layer's "
                f"filters by {criterion} (unpruned {_value(result.original_metric, accuracy)})")
     click.echo(header)
     for layer in result.layers:

@@ -21,11 +21,11 @@ import onnx
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
 from onnxcar.graph.registry import custom_ops_without_handler
-from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes
+from onnxcar.graph.shapes import InputShapes, check_data_shapes, declared_shapes, resolve_input_shapes, sized_inputs
 from onnxcar.importance import CRITERIA, make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import Batch, evaluate as evaluate_batch, make_batch, open_scorer
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.io import load_model
 from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
@@ -52,6 +52,7 @@ class Inspection:
     ``input_shapes`` holds the shape each input was counted at (None where unknown);
     ``custom_ops`` names (``domain::OpType``) the ops of other domains that no handler covers,
     which block their groups and which shape inference cannot size past.
+    ``unsupported`` says why integer-quantized ops are not pruned (None without any).
     """
 
     model: str | None
@@ -60,6 +61,7 @@ class Inspection:
     groups: list[dict]
     input_shapes: dict[str, list[int] | None] = dataclasses.field(default_factory=dict)
     custom_ops: list[str] = dataclasses.field(default_factory=list)
+    unsupported: str | None = None
 
     @property
     def prunable(self) -> list[dict]:
@@ -67,7 +69,7 @@ class Inspection:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "params": self.params, "macs": self.macs, "input_shapes": self.input_shapes,
-                "custom_ops": self.custom_ops, "groups": self.groups}
+                "custom_ops": self.custom_ops, "groups": self.groups, "unsupported": self.unsupported}
 
 
 def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Inspection:
@@ -80,25 +82,30 @@ def inspect(model: ModelLike, *, input_shapes: InputShapes | None = None) -> Ins
     [['conv1'], ['conv2']]
     """
     proto, source = _model(model)
-    report = inspect_report(analyze(proto), input_shapes)
+    report = inspect_report(analyze(proto, sized_inputs(proto, input_shapes)), input_shapes)
     return Inspection(source, report["params"], report["macs"], report["groups"], report["input_shapes"],
-                      custom_ops_without_handler(proto))
+                      custom_ops_without_handler(proto), report["unsupported"])
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Top-1 and top-5 accuracy (classification) or mean squared error (regression) on ``n`` samples."""
+    """Top-1 and top-5 accuracy (classification), mean squared error (regression), or the task's metric
+    ``score`` named ``metric`` (``miou``, ``sequence_accuracy``, ``relative_error``...) on ``n`` samples."""
 
     task: str
     n: int
     top1: float | None = None
     top5: float | None = None
     mse: float | None = None
+    metric: str | None = None
+    score: float | None = None
 
     def to_dict(self) -> dict:
         if self.task == "regression":
             return {"mse": self.mse, "n": self.n}
-        return {"top1": self.top1, "top5": self.top5, "n": self.n}
+        if self.task == "classification":
+            return {"top1": self.top1, "top5": self.top5, "n": self.n}
+        return {self.metric: self.score, "n": self.n}
 
 
 def _bind(model: onnx.ModelProto, data: DataSpec, task: Task, runner: RunnerConfig,
@@ -118,8 +125,10 @@ def evaluate(model: ModelLike, data: DataSpec, *, task: str = "classification", 
     """
     proto, _ = _model(model)
     kind = Task(task)
-    result = evaluate_batch(proto, _bind(proto, data, kind, runner, input_shapes), kind, runner, progress)
-    return Evaluation(task=kind.kind, **result)
+    result = evaluate_batch(proto, _bind(proto, data, kind, runner, input_shapes), runner, progress)
+    if kind.kind in ("classification", "regression"):
+        return Evaluation(task=kind.kind, **result)
+    return Evaluation(task=kind.kind, n=result["n"], metric=kind.metric_name, score=result[kind.metric_name])
 
 
 @dataclass(frozen=True)
@@ -137,10 +146,10 @@ class Scores:
     @property
     def index(self) -> str:
         """The data-driven index of the task: ``car`` or ``rar``."""
-        return "car" if self.task == "classification" else "rar"
+        return "car" if Task(self.task).higher_is_better else "rar"
 
     def to_dict(self) -> dict:
-        base_key = "base_top1" if self.task == "classification" else "base_mse"
+        base_key = "base_top1" if self.task == "classification" else f"base_{Task(self.task).metric_name}"
         columns = dict(self.by_criterion, **({} if self.tie is None else {"tie": self.tie}))
         size = len(next(iter(columns.values())))
         filters = [{"index": i, **{name: float(v[i]) for name, v in columns.items()}} for i in range(size)]
@@ -188,6 +197,7 @@ def prune(
     per_iter: int = 1,
     seed: int = 0,
     verify: bool = True,
+    tolerance: float | None = None,
     tie_break: str = "loss",
     scope: str = "layer",
     task: str = "classification",
@@ -213,8 +223,9 @@ def prune(
     is False: on seeded random inputs at ``input_shapes`` (``{"x": (1, 3, 48, 192)}``; by default
     the data's shape, else the declared one), and on real items of ``data``. A model whose height
     and width are symbolic needs ``data`` or ``input_shapes`` for that check, and for its MACs
-    (None without them). With ``journal``, each iteration is appended to that file as it completes, and
-    ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
+    (None without them). Outputs match within :class:`~onnxcar.surgery.Tolerance` (relative to each
+    output's scale, with an absolute floor for float rounding); ``tolerance`` sets all three terms.
+    With ``journal``, each iteration is appended to that file as it completes, and ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
     afresh over it); ``result.save`` deletes it.
 
     >>> result = onnxcar.prune("m.onnx", target=onnxcar.Ratio(0.5), criterion="l1")
@@ -223,7 +234,7 @@ def prune(
     >>> onnxcar.prune("m.onnx", data=data, criterion="car", target=onnxcar.Macs(0.5)).after.macs
     """
     proto, source = _model(model)
-    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope)
+    config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope, tolerance)
     return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner, backend=backend,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
                        source=source, progress=progress)

@@ -5,6 +5,7 @@ import pathlib
 
 from onnxcar.graph.analysis import Analysis
 from onnxcar.graph.cost import plan_cost
+from onnxcar.graph.quantized import integer_ops, integer_ops_reason
 from onnxcar.graph.shapes import InputShapes, declared_shapes, resolve_input_shapes, tensor_shapes
 from onnxcar.io import atomic_write
 from onnxcar.surgery.plan import Plan
@@ -14,7 +15,8 @@ def inspect_report(analysis: Analysis, input_shapes: InputShapes | None = None) 
     """Every channel group with its members and its share of parameters and MACs (stable schema).
 
     MACs are counted at ``input_shapes`` (by default the declared ones); they and their shares
-    are None while an input's size is unknown.
+    are None while an input's size is unknown. ``unsupported`` says why integer-quantized ops
+    are not pruned (None when the model has none).
     """
     shapes = resolve_input_shapes(analysis.model, input_shapes)
     sizes = tensor_shapes(analysis.model, shapes)
@@ -35,7 +37,9 @@ def inspect_report(analysis: Analysis, input_shapes: InputShapes | None = None) 
             }
         )
     known = {name: list(shapes[name]) if name in shapes else None for name in declared_shapes(analysis.model)}
-    return {"params": total.params, "macs": total.macs, "input_shapes": known, "groups": groups}
+    quantized = integer_ops(analysis.model)
+    return {"params": total.params, "macs": total.macs, "input_shapes": known, "groups": groups,
+            "unsupported": integer_ops_reason(quantized) if quantized else None}
 
 
 def _share(part: int, whole: int) -> float:

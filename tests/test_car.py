@@ -10,7 +10,7 @@ from onnxcar.data import DataSpec, Preprocess, load_dataset
 from onnxcar.graph import analyze
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.io import load_model
 from onnxcar.importance.search import least_loss, tie_growth
 from onnxcar.pruning.driver import greedy

@@ -490,8 +490,8 @@ BLOCK_REASONS = {"softmax_channels": "Softmax", "conv_to_output": "graph output"
 
 
 def check_inspect_schema(report: dict, model: onnx.ModelProto, path) -> None:
-    assert set(report) == {"params", "macs", "groups", "model", "input_shapes", "custom_ops"}
-    assert report["custom_ops"] == []
+    assert set(report) == {"params", "macs", "groups", "model", "input_shapes", "custom_ops", "unsupported"}
+    assert report["custom_ops"] == [] and report["unsupported"] is None
     assert report["model"] == str(path)
     assert set(report["input_shapes"]) == {i.name for i in model.graph.input}
     assert isinstance(report["params"], int) and report["params"] > 0

@@ -637,7 +637,6 @@ def _images(ds, images):
          "one integer class id"),
         (lambda ds: ds.with_labels(np.zeros((5, 2), np.float32)), ["N", 1, 2, 2], "float32", 3, "regression",
          "3 outputs"),
-        (lambda ds: ds, ["N", 1, 2, 2], "float32", 3, "detection", "unknown task"),
     ],
 )
 def test_validate_errors(change, shape, dtype, outputs, task, message):

@@ -13,7 +13,7 @@ import onnxcar
 from onnxcar.graph import analyze
 from onnxcar.graph.cost import plan_cost
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.importance.weights import producer_filter_norms
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.global_greedy import global_iterations

@@ -13,7 +13,7 @@ from onnxcar.graph import analyze
 from onnxcar.graph.ir import import_graph
 from onnxcar.importance import DataScorer
 from onnxcar.importance.batch import make_batch
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.interpret.colour import colour_selectivity, greyscale, weight_colour_index
 from onnxcar.interpret.patches import OUTSIDE, rgb_tiles, top_patches
 from onnxcar.interpret.receptive import receptive_fields

@@ -16,7 +16,7 @@ from onnxcar.errors import OnnxcarError  # noqa: E402
 from onnxcar.graph import analyze  # noqa: E402
 from onnxcar.importance.batch import make_batch  # noqa: E402
 from onnxcar.importance.data import Batch, DataScorer, ReductionIndex  # noqa: E402
-from onnxcar.importance.evaluator import Task  # noqa: E402
+from onnxcar.tasks import Task  # noqa: E402
 from onnxcar.io import load_model  # noqa: E402
 from onnxcar.pruning.driver import greedy  # noqa: E402
 from onnxcar.runners import make_runner  # noqa: E402

@@ -25,7 +25,7 @@ from onnxcar.compression.sizes import size_table
 from onnxcar.data import DataSpec, load_dataset
 from onnxcar.errors import VerificationError
 from onnxcar.importance.batch import evaluate, make_batch
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.progress import Progress, silent
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class _Run:
         self.timings: dict[str, float] = {}
 
     def val_top1(self, model: onnx.ModelProto) -> float:
-        return evaluate(model, self.val_batch, self.task, self.config.runner)["top1"]
+        return evaluate(model, self.val_batch, self.config.runner)["top1"]
 
     def measure(self, stage: str, model: onnx.ModelProto) -> None:
         """Records validation (and test) top-1 of ``model`` after ``stage``."""
@@ -145,7 +145,7 @@ class _Run:
         for name, batch in (("val", self.val_batch), ("test", self.test_batch)):
             if batch is not None:
                 bar = _relabelled(self.progress, f"{stage}: {name} top-1")
-                record[name] = evaluate(model, batch, self.task, self.config.runner, bar)["top1"]
+                record[name] = evaluate(model, batch, self.config.runner, bar)["top1"]
         log.info("after %s: %s", stage, record)
         self.accuracy.append(record)
         self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - began

@@ -9,7 +9,6 @@ from onnxcar.errors import OnnxcarError
 
 log = logging.getLogger(__name__)
 
-_TASKS = ("classification", "regression")
 _ORT_TYPES = {"float": "float32", "double": "float64"}
 _CHUNK = 256
 
@@ -32,8 +31,6 @@ def validate_for_model(
     like raw [0, 255] pixels; and when an image tree's class count differs from
     ``num_outputs``.
     """
-    if task not in _TASKS:
-        raise OnnxcarError(f"unknown task {task!r}; known: {', '.join(_TASKS)}")
     if len(ds) == 0:
         raise OnnxcarError("the data set is empty")
     _check_shape(ds.images.shape, input_shape)

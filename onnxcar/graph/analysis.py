@@ -12,6 +12,7 @@ from onnxcar.graph.channels import Edit, Role, Slot, UnionFind
 from onnxcar.graph.context import NodeContext, Unhandled, channel_dim
 from onnxcar.graph.ir import import_graph
 from onnxcar.graph.registry import handler_for, load_handlers
+from onnxcar.graph.shapes import InputShapes, declared_shapes, tensor_shapes
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,19 @@ def _generic(node: gs.Node) -> bool:
     return re.fullmatch(rf"(node_[A-Za-z0-9]+|(p2o\.)?{op}|n)?([_@.:]?[0-9]+)*", node.name) is not None
 
 
-def analyze(model: onnx.ModelProto) -> Analysis:
-    """Traces every channel of ``model`` and groups the channels that must go together."""
+def analyze(model: onnx.ModelProto, input_shapes: InputShapes | None = None) -> Analysis:
+    """Traces every channel of ``model`` and groups the channels that must go together.
+
+    With ``input_shapes`` (every input sized), a tensor whose shape the graph leaves unknown (behind
+    shape computations that inference stops at) takes what :func:`_size_free_shapes` finds."""
     load_handlers()
     graph = import_graph(model)
+    unknown = [t for t in graph.tensors().values() if isinstance(t, gs.Variable) and t.shape is None]
+    if input_shapes and unknown:
+        known = _size_free_shapes(model, input_shapes)
+        for tensor in unknown:
+            if tensor.name in known:
+                tensor.shape = known[tensor.name]
     tracer = Tracer()
     _seed_inputs(graph, tracer)
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
@@ -163,6 +173,25 @@ def analyze(model: onnx.ModelProto) -> Analysis:
             tracer.block(slot.atoms, f"channels reach the graph output {tensor.name!r}")
     root = tracer.uf.root_array()
     return Analysis(graph, model, tracer, _collect_groups(tracer, root), root)
+
+
+def _size_free_shapes(model: onnx.ModelProto, shapes: InputShapes) -> dict[str, list[int | None]]:
+    """What holds at every size of each tensor sized at ``shapes``: compared with the model at twice each
+    dim it leaves free (the batch included), its rank where the two agree and each dim that does not
+    change (the others None); where the model cannot take that size, at twice the batch only, its rank
+    alone (a Squeeze without axes drops a batch of 1, so ranks are compared too)."""
+    declared = declared_shapes(model)
+    one = tensor_shapes(model, shapes)
+    for free_dims in (True, False):
+        doubled = {name: tuple(2 * size if i == 0 or free_dims and (not declared[name] or declared[name][i] is None)
+                               else size for i, size in enumerate(shape)) for name, shape in shapes.items()}
+        try:
+            other = tensor_shapes(model, doubled)
+        except OnnxcarError:
+            continue
+        return {name: [a if free_dims and a == b else None for a, b in zip(shape, other[name])]
+                for name, shape in one.items() if name in other and len(shape) == len(other[name])}
+    return {}
 
 
 def _seed_inputs(graph: gs.Graph, tracer: Tracer) -> None:

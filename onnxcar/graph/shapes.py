@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 
 from onnxcar.errors import DataError, OnnxcarError
+from onnxcar.graph.shape_folding import fold_shape_computations
 from onnxcar.io import first_line, without_weight_data
 
 InputShapes = Mapping[str, tuple[int, ...]]
@@ -53,6 +54,12 @@ def resolve_input_shapes(model: onnx.ModelProto, given: InputShapes | None = Non
         elif dims is not None and all(d is not None for d in dims[1:]):
             shapes[name] = _with_batch(dims, tuple(dims))
     return shapes
+
+
+def sized_inputs(model: onnx.ModelProto, given: InputShapes | None = None) -> dict[str, tuple[int, ...]] | None:
+    """:func:`resolve_input_shapes` when it sizes every model input, else None."""
+    shapes = resolve_input_shapes(model, given)
+    return shapes if set(shapes) == set(declared_shapes(model)) else None
 
 
 def _with_batch(dims: list[int | None] | None, shape: tuple) -> tuple[int, ...]:
@@ -100,7 +107,8 @@ def check_data_shapes(given: InputShapes | None, data: InputShapes) -> None:
 
 
 def tensor_shapes(model: onnx.ModelProto, shapes: InputShapes) -> dict[str, tuple[int, ...]]:
-    """The static shape of every tensor shape inference can size once the inputs take ``shapes``."""
+    """The static shape of every tensor shape inference can size once the inputs take ``shapes``, with
+    the shape computations it leaves unsized folded to constants (see :mod:`onnxcar.graph.shape_folding`)."""
     fixed = without_weight_data(model)
     graph = fixed.graph
     for value in (*graph.input, *graph.value_info, *graph.output):
@@ -111,13 +119,26 @@ def tensor_shapes(model: onnx.ModelProto, shapes: InputShapes) -> dict[str, tupl
         if value.name in shapes:
             for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name]):
                 dim.dim_value = size
-    try:
-        inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
-    except Exception as err:  # onnx raises several unrelated types here
-        given = ", ".join(f"{n}:{format_shape(s)}" for n, s in shapes.items())
-        raise OnnxcarError(f"the model cannot take the input shapes {given}: {first_line(err)}",
-                           arguments=("input_shapes",)) from None
-    graph = inferred.graph
+    result: dict[str, tuple[int, ...]] = {}
+    for _ in range(MAX_FOLDING_ROUNDS):
+        try:
+            fixed = onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
+        except Exception as err:  # onnx raises several unrelated types here
+            given = ", ".join(f"{n}:{format_shape(s)}" for n, s in shapes.items())
+            raise OnnxcarError(f"the model cannot take the input shapes {given}: {first_line(err)}",
+                               arguments=("input_shapes",)) from None
+        result.update(_static(fixed.graph))
+        if not fold_shape_computations(fixed, result):
+            break
+    return result
+
+
+MAX_FOLDING_ROUNDS = 8
+"""Inference passes at most, each after folding the shape computations the previous one sized."""
+
+
+def _static(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
+    """The tensors whose every dim the graph's value infos give."""
     result = {}
     for value in (*graph.input, *graph.value_info, *graph.output):
         tensor = value.type.tensor_type

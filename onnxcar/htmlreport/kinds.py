@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from onnxcar.errors import DataError
 from onnxcar.htmlreport.facts import Curve, Facts, LayerScan, Pruning, Scan, Table
+from onnxcar.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _identify(data: dict, path: pathlib.Path) -> ReportKind:
 
 
 def _metric_name(task: str | None, where: str = "pruning-set") -> str:
-    return f"{where} MSE" if task == "regression" else f"{where} accuracy"
+    return f"{where} MSE" if task == "regression" else f"{where} {Task(task or 'classification').metric_name}"
 
 
 def _points(curve) -> tuple[tuple[float, float], ...]:

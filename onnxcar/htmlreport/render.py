@@ -13,6 +13,7 @@ from onnxcar.htmlreport.kinds import load_report
 from onnxcar.htmlreport.page import Code, Figure, Note, Section, render_page
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
+from onnxcar.tasks import Task
 
 PAPER = ("Abbasi-Asl and Yu (2017), AlexNet on ImageNet: 17 of the first 20 filters CAR prunes in conv1, "
          "and 14 of 20 in conv2, are colour-selective.")
@@ -103,7 +104,7 @@ def _curves(facts: list[Facts]) -> Section | None:
 
 def _scans(facts: list[Facts]) -> Section | None:
     blocks = [Figure(f"sensitivity_{_slug(f.source)}_{_slug(scan.criterion)}",
-                     figures.scan_figure(scan, f.settings.get("config", {}).get("task", "classification") != "regression"),
+                     figures.scan_figure(scan, Task(f.settings.get("config", {}).get("task", "classification")).higher_is_better),
                      f"Sensitivity ({f.source}): each layer pruned alone by {scan.criterion}, from the unpruned model.")
               for f in facts for scan in f.scans]
     return Section("Sensitivity of each layer", tuple(blocks)) if blocks else None

@@ -12,22 +12,24 @@ from onnxcar.errors import DataError
 from onnxcar.graph.shapes import InputShapes, check_data_shapes
 from onnxcar.importance.backends import BackendConfig, open_backend
 from onnxcar.importance.data import Batch, DataScorer
-from onnxcar.importance.evaluator import Task
 from onnxcar.progress import Progress, silent
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
+from onnxcar.tasks import Task, bind_task
 
 log = logging.getLogger(__name__)
 
 
 def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: RunnerConfig,
                input_shapes: InputShapes | None = None) -> Batch:
-    """Checks ``dataset`` against ``model`` (and against ``input_shapes``, when given) before any
-    long work, and labels it if it has no labels.
+    """Checks ``dataset`` against ``model`` (and against ``input_shapes``, when given) and binds ``task``
+    to the model's outputs (see :func:`~onnxcar.tasks.bind_task`) before any long work, and labels it
+    if it has no labels.
 
-    Without labels, the original model's outputs are the targets (agreement mode): its top-1
-    predictions for classification, its (first) output itself for regression, so RAR scores
-    the squared error against what the unpruned model computes.
+    Without labels (and always for the tasks that compare with the original model), the original
+    model's outputs, as the task reads them, are the targets (agreement mode): its top-1 predictions
+    for classification, its outputs for regression and fidelity, its per-pixel labels for
+    segmentation, its decodes for ctc.
     """
     with make_runner(model, config) as runner:
         session_inputs = runner.inputs()
@@ -41,20 +43,22 @@ def make_batch(model: onnx.ModelProto, dataset: Dataset, task: Task, config: Run
                             arguments=("input_name",))
         output = runner.outputs()[0]
         width = output.shape[-1] if output.shape and isinstance(output.shape[-1], int) else None
+        if task.rule.agreement_only and dataset.labels is not None:
+            raise DataError(f"the {task.kind} task compares with the original model's outputs: give the data "
+                            f"without labels", arguments=("no_labels", "task"))
         validate_for_model(dataset, list(model_input.shape), model_input.type, width, task.kind)
         check_data_shapes(input_shapes, {name: dataset.images.shape})
+        free_batch = not (model_input.shape and isinstance(model_input.shape[0], int) and model_input.shape[0] > 0)
+        task = bind_task(task, runner.run({name: dataset.images[:1]}),
+                         runner.run({name: dataset.images[:2]}) if len(dataset) > 1 and free_batch else None)
         inputs = {name: dataset.images}
         if dataset.labels is not None:
-            return Batch(inputs, dataset.labels)
-        outputs = np.concatenate([
-            runner.run({name: dataset.images[i : i + config.batch_size]})[0]
-            for i in range(0, len(dataset), config.batch_size)
-        ])
-        if task.kind == "regression":
-            log.info("no targets: using the original model's outputs (agreement mode, squared error)")
-            return Batch(inputs, outputs)
-        log.info("no labels: using the original model's top-1 predictions (agreement mode)")
-        return Batch(inputs, outputs.reshape(len(dataset), -1).argmax(axis=1).astype(np.int64))
+            return Batch(inputs, dataset.labels, task)
+        views = [task.view(runner.run({name: dataset.images[i : i + config.batch_size]}))
+                 for i in range(0, len(dataset), config.batch_size)]
+        log.info("no labels: the original model's outputs, as the %s task reads them, are the targets "
+                 "(agreement mode)", task.kind)
+        return Batch(inputs, np.concatenate([task.rule.targets(view) for view in views]), task)
 
 
 @contextlib.contextmanager
@@ -70,7 +74,8 @@ def open_scorer(model: onnx.ModelProto, data: DataSpec | None, task: Task, runne
     evaluation = open_backend(backend)
     scorer = None
     try:
-        scorer = DataScorer(make_batch(model, load_dataset(data), task, runner, input_shapes), task, runner,
+        batch = make_batch(model, load_dataset(data), task, runner, input_shapes)
+        scorer = DataScorer(batch, batch.task, runner,
                             progress=progress, keep_groups=keep_groups, backend=evaluation)
         yield scorer
     finally:
@@ -79,18 +84,18 @@ def open_scorer(model: onnx.ModelProto, data: DataSpec | None, task: Task, runne
         evaluation.close()
 
 
-def evaluate(model: onnx.ModelProto, batch: Batch, task: Task, config: RunnerConfig, progress: Progress = silent) -> dict:
-    """Top-1 and top-5 accuracy (classification) or MSE (regression) of ``model`` on ``batch``."""
+def evaluate(model: onnx.ModelProto, batch: Batch, config: RunnerConfig, progress: Progress = silent) -> dict:
+    """The task's metric of ``model`` on ``batch`` (top-1 and top-5 accuracy for classification)."""
     (name, images), = batch.inputs.items()
-    outputs = []
+    task, views = batch.task, []
     with make_runner(model, config) as runner:
         for start in range(0, len(images), config.batch_size):
-            outputs.append(runner.run({name: images[start : start + config.batch_size]})[0])
+            views.append(task.view(runner.run({name: images[start : start + config.batch_size]})))
             progress("evaluating", min(start + config.batch_size, len(images)), len(images))
-    logits = np.concatenate(outputs).reshape(len(images), -1)
-    if task.kind == "regression":
-        return {"mse": float(task.outcomes(logits, batch.targets).mean()), "n": len(images)}
-    top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+    view = np.concatenate(views)
+    if task.kind != "classification":
+        return {task.metric_name: float(task.outcomes(view, batch.targets).mean()), "n": len(images)}
+    top5 = np.argsort(-view, axis=1, kind="stable")[:, :5]
     return {
         "top1": float(np.mean(top5[:, 0] == batch.targets)),
         "top5": float(np.mean(np.any(top5 == batch.targets[:, None], axis=1))),

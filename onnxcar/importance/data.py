@@ -9,7 +9,7 @@ import numpy as np
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.channels import EditKind
 from onnxcar.importance.backends import Backend
-from onnxcar.importance.evaluator import ProbeEvaluator, Task
+from onnxcar.importance.evaluator import ProbeEvaluator
 from onnxcar.importance.registry import CriterionInputs, register_criterion
 from onnxcar.importance.search import Pool, least_across, least_loss, tie_growth
 from onnxcar.graph.ir import export_model
@@ -19,14 +19,17 @@ from onnxcar.runners import make_runner
 from onnxcar.surgery.apply import masked_graph
 from onnxcar.surgery.plan import Plan
 from onnxcar.surgery.probe import build_probe
+from onnxcar.tasks import Task
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Model inputs and targets (labels, or regression targets) of the pruning set."""
+    """Model inputs and targets (labels, or the task's agreement targets) of the pruning set, and the task
+    bound to the model's outputs (see :func:`~onnxcar.importance.batch.make_batch`)."""
 
     inputs: dict[str, np.ndarray]
     targets: np.ndarray
+    task: Task = Task()
 
 
 class DataScorer:
@@ -119,7 +122,7 @@ class DataScorer:
         evaluator = self.evaluator(analysis, group, removed, rank_one=True)
         rows = [-1, *alive]
         after, growth = np.full(group.size, np.nan), None
-        if tie_break == "index" or not self.task.higher_is_better:
+        if tie_break == "index" or not self.task.tie_key:
             metrics = evaluator.metric(current, rows, self.progress)
         else:
             outcomes, values = evaluator.outcomes_and_ties(current, rows, tie_break=tie_break, progress=self.progress)
@@ -160,7 +163,7 @@ class ReductionIndex:
 
     def __call__(self, analysis: Analysis, group: Group, removed: frozenset[int]) -> np.ndarray:
         current, after, ties = self.scorer.without_each(analysis, group, removed, self.tie_break)
-        if ties is None and self.count_ties and self.scorer.task.higher_is_better:
+        if ties is None and self.count_ties and self.scorer.task.tie_key:
             ties = np.where(np.isnan(after), np.nan, 0.0)
         return self._scores(current, after, ties)
 

@@ -1,75 +1,17 @@
 """Evaluates masked variants of one group on cached prefix activations (the fast CAR engine)."""
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from onnxcar.errors import OnnxcarError
 from onnxcar.progress import Progress, silent
 from onnxcar.importance.backends import Backend, LocalBackend
 from onnxcar.importance.shards import Layout, plan
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.runners import make_runner
 from onnxcar.surgery.probe import Probe
-
-
-@dataclass(frozen=True)
-class Task:
-    """Classification (accuracy, higher is better) or regression (MSE, lower is better)."""
-
-    kind: str = "classification"
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("classification", "regression"):
-            raise OnnxcarError(f"task must be classification or regression, got {self.kind!r}", arguments=("task",))
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.kind == "classification"
-
-    def outcomes(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Per-sample outcome: 1.0 for a correct top-1, or the squared error."""
-        if self.kind == "classification":
-            return (outputs.reshape(len(outputs), -1).argmax(axis=1) == targets).astype(np.float64)
-        diff = outputs.reshape(len(outputs), -1).astype(np.float64) - targets.reshape(len(targets), -1)
-        return np.mean(diff * diff, axis=1)
-
-    def losses(self, outcomes: np.ndarray) -> np.ndarray:
-        """Per-sample losses, never negative: 1.0 for a wrong top-1, or the squared error."""
-        return 1.0 - outcomes if self.higher_is_better else outcomes
-
-    def metric_of_loss(self, total: np.ndarray, samples: int) -> np.ndarray:
-        """Accuracy or MSE from a summed loss over ``samples``."""
-        return (samples - total) / samples if self.higher_is_better else total / samples
-
-    def hardest_first(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Sample order, most likely to be lost first: misclassified and then by top-1 margin,
-        or by squared error."""
-        if not self.higher_is_better:
-            return np.argsort(-self.outcomes(outputs, targets), kind="stable")
-        return np.argsort(_margins(outputs, targets), kind="stable")
-
-    def tie_values(self, outputs: np.ndarray, targets: np.ndarray, tie_break: str) -> np.ndarray:
-        """Per-sample value of a classification tie-break key, lower is better: the cross-entropy
-        (``loss``) or minus the true class's margin over the best other class (``margin``)."""
-        if tie_break == "margin":
-            return -_margins(outputs, targets)
-        logits = outputs.reshape(len(outputs), -1).astype(np.float64)
-        top = logits.max(axis=1)
-        log_sum = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-        return log_sum - logits[np.arange(len(logits)), targets]
+from onnxcar.tasks import Task
 
 
 TIE_BREAKS = ("loss", "margin", "index")
-
-
-def _margins(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """The true class's logit minus the largest other logit, per sample."""
-    logits = outputs.reshape(len(outputs), -1).astype(np.float64)
-    rows = np.arange(len(logits))
-    true = logits[rows, targets].copy()
-    logits[rows, targets] = -np.inf
-    return true - logits.max(axis=1)
 
 
 class ProbeEvaluator:
@@ -126,7 +68,7 @@ class ProbeEvaluator:
         return result
 
     def metric(self, current: np.ndarray, candidates, progress: Progress = silent) -> np.ndarray:
-        """Accuracy or MSE with each candidate removed on top of ``current``."""
+        """The task's metric with each candidate removed on top of ``current``."""
         return self.outcomes(current, candidates, progress=progress).mean(axis=1)
 
     def close(self) -> None:

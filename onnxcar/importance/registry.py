@@ -15,6 +15,7 @@ from onnxcar.errors import OnnxcarError
 from onnxcar.importance.base import Importance
 from onnxcar.importance.evaluator import TIE_BREAKS
 from onnxcar.registry import Registry
+from onnxcar.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Criterion:
     name: str
     make: Callable[[CriterionInputs], Importance]
     needs_data: bool = False
-    task: str | None = None  # the one task it serves ("classification" or "regression"); None: any
+    task: str | None = None  # "classification": tasks measured by an accuracy; "regression": by an error; None: any
     help: str = ""
 
 
@@ -63,6 +64,9 @@ def make_importance(name: str, scorer=None, seed: int = 0, tie_break: str = "ind
     criterion = CRITERIA.get(name)
     if criterion.needs_data and scorer is None:
         raise OnnxcarError(f"criterion {name} needs data to score filters", arguments=("criterion", "data"))
-    if scorer is not None and criterion.task not in (None, scorer.task.kind):
-        raise OnnxcarError(f"criterion {name} is for {criterion.task}", arguments=("criterion", "task"))
+    if scorer is not None and criterion.task is not None and Task(criterion.task).higher_is_better != \
+            scorer.task.higher_is_better:
+        measure = "an accuracy" if scorer.task.higher_is_better else "an error"
+        raise OnnxcarError(f"criterion {name} is for {criterion.task}; the {scorer.task.kind} task is measured by "
+                           f"{measure}", arguments=("criterion", "task"))
     return criterion.make(CriterionInputs(scorer, seed, tie_break))

@@ -93,7 +93,7 @@ def least_across(
     """
     first = pools[0]
     task, samples, targets = first.evaluator.task, first.evaluator.count, first.evaluator.targets
-    settle = (tie_break != "index" if settle is None else settle) and task.higher_is_better
+    settle = (tie_break != "index" if settle is None else settle) and task.tie_key
     keyed = settle and tie_break != "index"
     base = first.evaluator.outputs(first.current, [-1])[0]
     order = task.hardest_first(base, targets)

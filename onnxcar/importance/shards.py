@@ -50,22 +50,27 @@ def plan(candidates: np.ndarray, samples: np.ndarray, batch_size: int) -> list[t
             for start in range(0, len(samples), images) for first in range(0, count, per_call)]
 
 
-def reduction(task, kind: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """What a shard returns per row: the raw outputs, the outcomes, or outcomes and a tie-break value."""
+def reduction(task, kind: str) -> Callable[[list[np.ndarray], np.ndarray], np.ndarray]:
+    """What a shard returns per row of the model's outputs: the task's view of them, the outcomes, or
+    outcomes and a tie-break value."""
     if kind == "outputs":
-        return lambda output, targets: output
+        return lambda outputs, targets: task.view(outputs)
     if kind == "outcomes":
-        return task.outcomes
-    return lambda output, targets: np.stack([task.outcomes(output, targets), task.tie_values(output, targets, kind)],
-                                            axis=-1)
+        return lambda outputs, targets: task.outcomes(task.view(outputs), targets)
+
+    def outcomes_and_ties(outputs: list[np.ndarray], targets: np.ndarray) -> np.ndarray:
+        view = task.view(outputs)
+        return np.stack([task.outcomes(view, targets), task.tie_values(view, targets, kind)], axis=-1)
+
+    return outcomes_and_ties
 
 
 def run_shard(runner, layout: Layout, cache: dict[str, np.ndarray], targets: np.ndarray, reduce, current: np.ndarray,
               shard: Shard) -> np.ndarray:
     """The reduced suffix outputs of one shard, shape [candidates, samples, ...]."""
     chunk = {name: value[shard.rows] for name, value in cache.items()}
-    output = runner.run(feeds(layout, chunk, current, shard.block))[0]
-    value = reduce(output, np.concatenate([targets[shard.rows]] * len(shard.block)))
+    outputs = runner.run(feeds(layout, chunk, current, shard.block))
+    value = reduce(outputs, np.concatenate([targets[shard.rows]] * len(shard.block)))
     return value.reshape(len(shard.block), len(shard.rows), *value.shape[1:])
 
 

@@ -28,7 +28,7 @@ from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.importance import DataScorer
 from onnxcar.importance.batch import make_batch
 from onnxcar.importance.data import ActivationStatistic
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.runners.config import RunnerConfig
 
 THRESHOLDS = {"weights": 0.5, "greyscale": 0.5}
@@ -123,7 +123,7 @@ def _greyscale_drops(analysis: Analysis, groups: list[Group], pixels: Dataset, r
     means = []
     for images in (pixels.images, greyscale(pixels.images)):
         batch = make_batch(analysis.model, replace(pixels, images=normalize(images, pre)), Task(), runner)
-        scorer = DataScorer(batch, Task(), runner)
+        scorer = DataScorer(batch, batch.task, runner)
         statistic = ActivationStatistic(scorer, "mean-act")
         means.append({g.id: statistic(analysis, g, frozenset()) for g in groups})
         scorer.close()

@@ -17,7 +17,7 @@ from onnxcar.graph import analyze
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.importance import DataScorer, make_importance
 from onnxcar.importance.batch import make_batch
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.progress import Progress, silent
 from onnxcar.pruning.driver import greedy, select_groups
 from onnxcar.pruning.targets import Ratio
@@ -98,7 +98,8 @@ def sensitivity(
 ) -> SensitivityResult:
     """Scans each selected layer of ``model`` on the pruning set ``data``."""
     task = Task(config.task)
-    scorer = DataScorer(make_batch(model, load_dataset(data), task, runner), task, runner)
+    batch = make_batch(model, load_dataset(data), task, runner)
+    scorer = DataScorer(batch, batch.task, runner)
     try:
         return scan(analyze(model), config, scorer, progress)
     finally:

@@ -9,7 +9,7 @@ from onnxcar.data import DataSpec, load_dataset
 from onnxcar.graph import analyze
 from onnxcar.importance import CRITERIA
 from onnxcar.importance.batch import make_batch
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.pipeline.stages import StageContext, StageOutput, register_stage, require_roles, small
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import select_groups
@@ -125,7 +125,10 @@ class EvaluateStage:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return ("mse", "original_mse") if self.task == "regression" else ("top1", "original_top1", "top1_drop")
+        if self.task == "classification":
+            return ("top1", "original_top1", "top1_drop")
+        name = Task(self.task).metric_name
+        return (name, f"original_{name}")
 
     def settings(self) -> dict:
         return {"data": self.role, "task": self.task}
@@ -139,11 +142,12 @@ class EvaluateStage:
         now = onnxcar.evaluate(model, spec, task=self.task, runner=context.runner, progress=context.progress)
         before = onnxcar.evaluate(context.original, spec, task=self.task, runner=context.runner,
                                   progress=context.progress)
-        if self.task == "regression":
-            metrics = {"mse": now.mse, "original_mse": before.mse}
-        else:
+        if self.task == "classification":
             metrics = {"top1": now.top1, "original_top1": before.top1,
                        "top1_drop": 100.0 * (before.top1 - now.top1)}
+        else:
+            name = Task(self.task).metric_name
+            metrics = {name: now.to_dict()[name], f"original_{name}": before.to_dict()[name]}
         return StageOutput(model, {"model": now.to_dict(), "original": before.to_dict()}, metrics)
 
 

@@ -20,6 +20,7 @@ class PruneConfig:
     verify: bool = True  # check the pruned model against the masked original
     tie_break: str = "loss"  # orders channels of equal CAR: loss, margin or index
     scope: str = "layer"  # layer: each layer to the target in turn; global: one loop over every layer's filters
+    tolerance: float | None = None  # the check's rtol, atol and absolute floor; None: the defaults of Tolerance
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -29,6 +30,8 @@ class PruneConfig:
             raise OnnxcarError(f"scope must be layer or global, got {self.scope!r}", arguments=("scope",))
         if self.per_iter < 1:
             raise OnnxcarError(f"per_iter must be at least 1, got {self.per_iter}", arguments=("per_iter",))
+        if self.tolerance is not None and not self.tolerance > 0:
+            raise OnnxcarError(f"tolerance must be positive, got {self.tolerance}", arguments=("tolerance",))
 
     def to_dict(self) -> dict:
         return {

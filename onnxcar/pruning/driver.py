@@ -1,5 +1,6 @@
 """The greedy pruning loop (Abbasi-Asl and Yu 2017): score, remove the least important, repeat."""
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -10,13 +11,15 @@ import onnx
 from onnxcar.errors import OnnxcarError, UnsupportedOpError
 from onnxcar.graph.analysis import Analysis, Group
 from onnxcar.graph.feasibility import Survivors
+from onnxcar.graph.quantized import integer_ops, integer_ops_reason
 from onnxcar.graph.shapes import InputShapes
 from onnxcar.importance.base import BoundedImportance, Importance
 from onnxcar.importance.data import DataScorer
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.targets import MaxDrop
-from onnxcar.surgery import make_plan, mask_channels, remove_channels, verify_equal
+from onnxcar.surgery import Tolerance, make_plan, mask_channels, remove_channels, verify_equal
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Removal:
@@ -46,8 +49,12 @@ def select_groups(analysis: Analysis, layers: tuple[str, ...]) -> list[Group]:
     """The groups named by ``layers`` in that order, or every prunable group when none are named."""
     if not layers:
         groups = [g for g in analysis.groups if g.prunable]
+        quantized = integer_ops(analysis.model)
         if not groups:
-            raise UnsupportedOpError("the model has no prunable channel group (see inspect)")
+            raise UnsupportedOpError(integer_ops_reason(quantized) if quantized
+                                     else "the model has no prunable channel group (see inspect)")
+        if quantized:
+            log.warning("%s (the layers they compute stay as they are)", integer_ops_reason(quantized))
         return groups
     groups = list(dict.fromkeys(analysis.group(name) for name in layers))
     for group in groups:
@@ -251,7 +258,7 @@ class Surgery:
 
 
 def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool, *, input_shapes: InputShapes | None = None,
-                      samples: Mapping[str, np.ndarray] | None = None) -> Surgery:
+                      samples: Mapping[str, np.ndarray] | None = None, tolerance: Tolerance = Tolerance()) -> Surgery:
     """Removes the channels ``removed``; with ``verify``, checks the result against the masked model
     (at ``input_shapes``, and on ``samples`` of real data; see :func:`~onnxcar.surgery.verify_equal`)."""
     plan = make_plan(analysis, removed)
@@ -261,5 +268,5 @@ def remove_and_verify(analysis: Analysis, removed: set[int], verify: bool, *, in
     if not verify:
         return Surgery(pruned, None, surgery, 0.0)
     start = time.perf_counter()
-    result = verify_equal(mask_channels(plan), pruned, input_shapes=input_shapes, samples=samples)
+    result = verify_equal(mask_channels(plan), pruned, input_shapes=input_shapes, samples=samples, tolerance=tolerance)
     return Surgery(pruned, result.max_abs_error, surgery, time.perf_counter() - start)

@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 import onnx
 
 from onnxcar.data import DataSpec
-from onnxcar.errors import OnnxcarError
+from onnxcar.errors import OnnxcarError, VerificationError
 from onnxcar.graph import Analysis, Group, analyze
 from onnxcar.graph.cost import Cost, plan_cost
 from onnxcar.graph.shapes import (
-    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, tensor_shapes,
+    InputShapes, data_shapes, require_input_shapes, resolve_input_shapes, sized_inputs, tensor_shapes,
 )
 from onnxcar.importance import make_importance
 from onnxcar.importance.backends import BackendConfig
 from onnxcar.importance.batch import open_scorer
-from onnxcar.importance.evaluator import Task
+from onnxcar.tasks import Task
 from onnxcar.artifacts import save_with_report
 from onnxcar.io import check_output_path
 from onnxcar.progress import Progress, silent
@@ -28,6 +28,7 @@ from onnxcar.pruning.global_greedy import prune_global
 from onnxcar.pruning.targets import CostBudget, Count, MaxDrop
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.surgery.plan import Plan
+from onnxcar.surgery.verify import Tolerance, original_declaration_mismatches
 
 log = logging.getLogger(__name__)
 REPORT_VERSION = 1
@@ -113,7 +114,7 @@ def prune_model(
     shapes = resolve_input_shapes(model, input_shapes)
     if config.verify and data is None:
         require_input_shapes(model, shapes, "checking the pruned model")
-    analysis = analyze(model)
+    analysis = analyze(model, sized_inputs(model, input_shapes))
     analysed = time.perf_counter()
     groups = select_groups(analysis, config.layers)
     counts = _removal_counts(analysis, groups, config, has_data=data is not None)
@@ -121,6 +122,9 @@ def prune_model(
         if scorer is not None:
             shapes = resolve_input_shapes(model, input_shapes, data_shapes(scorer.batch.inputs))
         sizes = tensor_shapes(model, shapes)  # refuses, before the long work, a size the model cannot take
+        if config.verify:
+            for message in original_declaration_mismatches(model, shapes):
+                log.warning("%s (onnxruntime runs it anyway; the check compares against what it computes)", message)
         importance = make_importance(config.criterion, scorer, config.seed, config.tie_break)
         layers = [analysis.layer_name(g.producers[0]) for g in groups]
         settings = {
@@ -163,16 +167,22 @@ def prune_model(
             scoring = time.perf_counter() - analysed
             by_id = {g.id: g for g in groups}
             removed = {int(by_id[r.group].channels[r.channel]) for r in removals}
-            surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes, samples=samples)
-        except BaseException:
-            if book is not None:
-                book.close()
+            surgery = remove_and_verify(analysis, removed, config.verify, input_shapes=shapes, samples=samples,
+                                        tolerance=_tolerance(config))
+        except BaseException as err:
+            if book is not None:  # a failed check would fail again on resume: nothing worth keeping
+                book.close(remove=isinstance(err, VerificationError))
             raise
     before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
     return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
                        surgery.max_verify_error, book)
+
+
+def _tolerance(config: PruneConfig) -> Tolerance:
+    value = config.tolerance
+    return Tolerance() if value is None else Tolerance(rtol=value, atol=value, floor=value)
 
 
 def _removal_counts(analysis: Analysis, groups: list[Group], config: PruneConfig, *, has_data: bool) -> dict[int, int]:
