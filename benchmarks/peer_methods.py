@@ -13,6 +13,7 @@ import copy
 import io
 import importlib.util
 import time
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from onnxcar.importance.registry import CRITERIA
 from onnxcar.surgery.plan import make_plan
 
 PEERS = {"onnxsim": "onnxsim", "torch-pruning": "torch_pruning"}  # peer name -> module it needs
+Removal = namedtuple("Removal", "group channel")
 
 
 @dataclass
@@ -40,8 +42,12 @@ class Bench:
     labels: np.ndarray
     torch_module: Callable[[], object] | None  # a fresh torch module with the original's weights
     per_iter: int = 4
-    repair_data: onnxcar.Data | None = None
+    repair_images: np.ndarray | None = None  # unlabelled images for onnxcar's repairs (None: the pruning set)
     _ratios: dict[float, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.repair_images is None:
+            self.repair_images = self.images
 
     @property
     def input_name(self) -> str:
@@ -66,16 +72,18 @@ class Landed:
     reached: bool
     seconds: float
     search_seconds: float
+    removals: list[tuple[int, int]] = field(default_factory=list)  # onnxcar's (group, channel): what its repairs need
 
 
 @dataclass(frozen=True)
 class Method:
-    """A named way to prune to a budget, with the tool's own repairs (name -> function)."""
+    """A named way to prune to a budget, with the tool's own repairs: name -> function of the bench, the
+    pruned model and the removals it recorded."""
 
     name: str
     tool: str
     prune: Callable[[Bench, float], Landed]
-    repairs: dict[str, Callable[[Bench, onnx.ModelProto], onnx.ModelProto]] = field(default_factory=dict)
+    repairs: dict[str, Callable[[Bench, onnx.ModelProto, list], onnx.ModelProto]] = field(default_factory=dict)
 
 
 def macs_of(model: onnx.ModelProto) -> int:
@@ -116,14 +124,17 @@ def land(run: Callable[[float], onnx.ModelProto], target: float, knob: str, hi: 
 # ---------------------------------------------------------------------------------------------- onnxcar
 
 def _repairs() -> dict[str, Callable]:
-    """onnxcar's registered repairs (none before the repair step exists)."""
-    if importlib.util.find_spec("onnxcar.repair") is None:
-        return {}
-    from onnxcar.repair import REPAIRS, repair_model
+    """onnxcar's registered repairs, each refitting on the repair data (default: the pruning images)."""
+    from onnxcar.repair import REPAIRS, RepairInputs, kept_after, run_repair
 
-    return {name: (lambda bench, model, name=name: repair_model(bench.original, model, name,
-                                                                 bench.repair_data or bench.prune_data))
-            for name in REPAIRS.names() if name != "none"}
+    def repair(name: str):
+        def apply(bench: Bench, model: onnx.ModelProto, removals: list) -> onnx.ModelProto:
+            kept = kept_after(bench.original, [Removal(g, c) for g, c in removals])
+            return run_repair(name, RepairInputs(bench.original, model, kept, {bench.input_name: bench.repair_images})).model
+
+        return apply
+
+    return {name: repair(name) for name in REPAIRS.names() if name != "none"}
 
 
 def uniform_ratio(bench: Bench, budget: float) -> float:
@@ -150,14 +161,18 @@ def uniform_ratio(bench: Bench, budget: float) -> float:
     return bench._ratios[budget]
 
 
+def landed_by_onnxcar(bench: Bench, budget: float, result, knob: str, value: float, seconds: float) -> Landed:
+    return Landed(result.model, knob, value, result.after.macs <= budget * bench.macs, seconds, seconds,
+                  [(r.group, r.channel) for r in result.removals])
+
+
 def onnxcar_uniform(criterion: str) -> Method:
     def prune(bench: Bench, budget: float) -> Landed:
         ratio = uniform_ratio(bench, budget)
         start = time.perf_counter()
         result = onnxcar.prune(bench.original, target=onnxcar.Ratio(ratio), criterion=criterion,
                                data=bench.prune_data, per_iter=bench.per_iter)
-        seconds = time.perf_counter() - start
-        return Landed(result.model, "ratio", ratio, result.after.macs <= budget * bench.macs, seconds, seconds)
+        return landed_by_onnxcar(bench, budget, result, "ratio", ratio, time.perf_counter() - start)
 
     return Method(f"onnxcar {criterion} uniform", "onnxcar", prune, _repairs())
 
@@ -167,8 +182,7 @@ def onnxcar_global(criterion: str) -> Method:
         start = time.perf_counter()
         result = onnxcar.prune(bench.original, target=onnxcar.Macs(budget), criterion=criterion,
                                data=bench.prune_data, per_iter=bench.per_iter)
-        seconds = time.perf_counter() - start
-        return Landed(result.model, "target_macs", budget, result.after.macs <= budget * bench.macs, seconds, seconds)
+        return landed_by_onnxcar(bench, budget, result, "target_macs", budget, time.perf_counter() - start)
 
     return Method(f"onnxcar {criterion} global", "onnxcar", prune, _repairs())
 
@@ -191,7 +205,7 @@ def onnxsim_method(importance: str, global_sparsity: bool) -> Method:
         return onnxsim.apply_structured_pruning(model, sparsity=sparsity, importance_norm="l2",
                                                 global_sparsity=global_sparsity)
 
-    def ridge(bench: Bench, model: onnx.ModelProto) -> onnx.ModelProto:
+    def ridge(bench: Bench, model: onnx.ModelProto, removals: list) -> onnx.ModelProto:
         return onnxsim.apply_pruning_finetune(bench.original, model, calibration_data=bench.feeds())
 
     scope = "global" if global_sparsity else "uniform"

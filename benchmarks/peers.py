@@ -107,6 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--per-iter", type=int, default=4, help="onnxcar filters removed per greedy iteration")
     p.add_argument("--out", default=None, help="default: benchmarks/results/peers_<model>.json")
     p.add_argument("--resume", action="store_true", help="keep the runs already in --out and do the rest")
+    p.add_argument("--latency", action="store_true",
+                   help="at the end, time every model again back to back (for a quiet machine)")
     args = p.parse_args(argv)
     if args.model not in SAMPLES:
         p.error(f"unknown model {args.model!r}; choose from {', '.join(SAMPLES)}")
@@ -135,15 +137,21 @@ def make_bench(name: str, sample: Sample, prune_data: onnxcar.Data, per_iter: in
                repair_data: onnxcar.Data | None = None) -> Bench:
     original = onnx.load(sample.onnx_path)
     dataset = load_dataset(prune_data)
+    repair = None if repair_data is None else load_dataset(repair_data).images.astype(np.float32)
     return Bench(name, original, onnxcar.inspect(original).macs, prune_data, dataset.images.astype(np.float32),
-                 dataset.labels, sample.torch_module, per_iter, repair_data)
+                 dataset.labels, sample.torch_module, per_iter, repair)
 
 
 def measure(model: onnx.ModelProto, test_data: onnxcar.Data) -> dict:
     inspection = onnxcar.inspect(model)
     return {"macs": inspection.macs, "params": inspection.params,
             "test_top1": onnxcar.evaluate(model, test_data).top1,
-            "latency_ms": {str(b): measure_latency(model, batch=b, runs=20).median_ms for b in (1, 32)}}
+            "latency_ms": measure_latency_ms(model)}
+
+
+def measure_latency_ms(model: onnx.ModelProto) -> dict[str, float]:
+    """onnxruntime CPU milliseconds per call at batch 1 and 32 (median of 20)."""
+    return {str(b): measure_latency(model, batch=b, runs=20).median_ms for b in (1, 32)}
 
 
 def finetuned_top1(model: onnx.ModelProto, settings: dict) -> dict:
@@ -161,7 +169,7 @@ def run_method(bench: Bench, method: Method, budget: float, test_data: onnxcar.D
     try:
         landed = method.prune(bench, budget)
         save_model(landed.model, model_path(models, record), force=True)
-        record.update(knob=landed.knob, knob_value=landed.value, reached=landed.reached,
+        record.update(knob=landed.knob, knob_value=landed.value, reached=landed.reached, removals=landed.removals,
                       prune_seconds=round(landed.seconds, 2), search_seconds=round(landed.search_seconds, 2),
                       **measure(landed.model, test_data))
         record["macs_fraction"] = record["macs"] / bench.macs
@@ -177,7 +185,7 @@ def add_repairs(record: dict, method: Method, bench: Bench, model: onnx.ModelPro
         if repair in record["repairs"]:
             continue
         start = time.perf_counter()
-        repaired = fix(bench, model)
+        repaired = fix(bench, model, record["removals"])
         record["repairs"][repair] = {"seconds": round(time.perf_counter() - start, 2),
                                      "test_top1": onnxcar.evaluate(repaired, test_data).top1}
 
@@ -247,15 +255,17 @@ def main(argv=None) -> int:
                 "repair_limit": args.repair_limit, "per_iter": args.per_iter}
     results = benchmark(bench, methods, args.budgets, test_data, finetune, out,
                         {"model": str(sample.onnx_path.relative_to(ROOT)), "settings": settings,
-                         "missing_peers": missing}, resume=args.resume)
+                         "missing_peers": missing}, resume=args.resume, latency=args.latency)
     print(markdown(results))
     return 0
 
 
 def benchmark(bench: Bench, methods: list[Method], budgets: list[float], test_data: onnxcar.Data,
-              finetune: dict | None, out: pathlib.Path, header: dict, resume: bool = False) -> dict:
+              finetune: dict | None, out: pathlib.Path, header: dict, resume: bool = False,
+              latency: bool = False) -> dict:
     """Runs every method at every budget, then the tools' repairs and the fine-tuning of every pruned
-    model, saving ``out`` after each step; returns the report.
+    model (and, with ``latency``, times every model again back to back), saving ``out`` after each
+    step; returns the report.
 
     Each pruned model is kept beside ``out`` (``<out stem>_models/``), so that a resumed run adds
     what its runs lack (a repair registered since, the fine-tuning) without pruning again.
@@ -266,7 +276,7 @@ def benchmark(bench: Bench, methods: list[Method], budgets: list[float], test_da
     if resume and out.exists():
         previous = json.loads(out.read_text())
         if previous.get("settings") == header["settings"]:
-            results["runs"] = [r for r in previous["runs"] if "error" not in r]
+            results["runs"] = [r for r in previous["runs"] if "error" not in r and "removals" in r]
             results["original"] = previous["original"]
         else:
             print(f"peers.py: {out} was made with other settings; starting afresh", file=sys.stderr)
@@ -284,7 +294,10 @@ def benchmark(bench: Bench, methods: list[Method], budgets: list[float], test_da
             log(record.get("error") or f"    top-1 {record['test_top1']:.2%} at {record['macs_fraction']:.3f} "
                                        f"of the MACs in {record['prune_seconds']:.1f} s")
     by_name = {m.name: m for m in methods}
-    for stage in ("repairs", "fine-tuning") if finetune else ("repairs",):
+    stages = ("repairs", *(("fine-tuning",) if finetune else ()), *(("latency",) if latency else ()))
+    for stage in stages:
+        if stage == "latency":  # every model timed again, back to back in this process, the original first
+            results["original"]["latency_ms"] = measure_latency_ms(bench.original)
         for record in results["runs"]:
             method, path = by_name.get(record["method"]), model_path(models, record)
             if method is None or "error" in record or not path.exists():
@@ -295,6 +308,8 @@ def benchmark(bench: Bench, methods: list[Method], budgets: list[float], test_da
             elif stage == "fine-tuning" and "finetuned" not in record:
                 log(f"{method.name} at {record['budget']:g}: fine-tuning")  # the pruned model: the same start for all
                 record["finetuned"] = finetuned_top1(onnx.load(path), finetune)
+            elif stage == "latency":
+                record["latency_ms"] = measure_latency_ms(onnx.load(path))
             else:
                 continue
             write_json(results, out)
