@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxcar
 from onnxcar.graph import analyze
 from onnxcar.repair import REPAIRS, RepairInputs, kept_channels, register_repair, run_repair
+from onnxcar.repair import taps
 from onnxcar.repair.consumers import initializer
 from onnxcar.repair.ridge import NormalEquations
 from onnxcar.surgery import make_plan, remove_channels
@@ -178,6 +179,19 @@ def test_lsq_refits_consumers_in_order_on_the_repaired_network():
     error = {name: np.abs(run_onnx(m, test)[0] - expected).mean() for name, m in (("pruned", pruned),
                                                                                     ("repaired", result.model))}
     assert error["repaired"] < error["pruned"]
+
+
+def test_lsq_gives_the_same_refit_without_a_cache_of_activations(monkeypatch):
+    net = Net()
+    a = net.op("Relu", "reluA", [net.conv("convA", "input", 3, 6, pads=[1, 1, 1, 1])])
+    b = net.op("Relu", "reluB", [net.conv("convB", a, 6, 6, pads=[1, 1, 1, 1])])
+    skip = net.op("Add", "skip", [net.conv("convC", b, 6, 6, pads=[1, 1, 1, 1]), a])
+    model = net.model(net.conv("convD", skip, 6, 4, pads=[1, 1, 1, 1]))
+    cached = prune_and_repair(model, "convA", [0, 1], images(32))[1].model
+    monkeypatch.setattr(taps, "CACHE_BYTES", 0)
+    recomputed = prune_and_repair(model, "convA", [0, 1], images(32))[1].model
+    for name in ("convB.weight", "convB.bias", "convD.weight", "convD.bias"):
+        np.testing.assert_allclose(initializer(cached, name), initializer(recomputed, name), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("data", ["constant", "duplicate channels"])

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from onnxcar.repair.consumers import initializer
 from onnxcar.repair.registry import RepairInputs, RepairResult, register_repair
-from onnxcar.repair.taps import stages, tapped_batches
+from onnxcar.repair.taps import Activations, stages
 
 
 @register_repair("bn", help="re-estimate the statistics of the remaining BatchNorms on the repair data")
@@ -22,16 +22,17 @@ def reestimate_batchnorms(inputs: RepairInputs) -> RepairResult:
     stored = {t.name for t in model.graph.initializer}
     norms = {n.output[0]: n for n in model.graph.node
              if n.op_type == "BatchNormalization" and all(name in stored for name in n.input[3:5])}
+    activations = Activations(inputs.images, inputs.runner)
     layers, done, peak = [], 0, 0
     for stage in stages(model, list(norms)):
         start = time.perf_counter()
         nodes = [norms[name] for name in stage]
         moments = {n.output[0]: _Moments() for n in nodes}
-        for _, values in tapped_batches(model, [n.input[0] for n in nodes], inputs.images, inputs.runner):
+        for _, values in activations.batches(model, [n.input[0] for n in nodes]):
             for node in nodes:
                 moments[node.output[0]].add(values[node.input[0]])
         seconds = (time.perf_counter() - start) / len(nodes)
-        peak = max(peak, sum(m.nbytes for m in moments.values()))
+        peak = max(peak, sum(m.nbytes for m in moments.values()) + activations.nbytes)
         for node in nodes:
             mean, variance = moments[node.output[0]].mean_variance()
             before = initializer(model, node.input[3])

@@ -17,7 +17,7 @@ from onnxcar.repair.consumers import Consumer, find_consumers, initializer
 from onnxcar.repair.registry import RepairInputs, RepairResult, register_repair
 from onnxcar.repair.ridge import FIT, HELDOUT, NormalEquations
 from onnxcar.repair.rows import from_systems, input_rows, systems, target_rows, to_systems
-from onnxcar.repair.taps import stages, tapped_batches
+from onnxcar.repair.taps import Activations, stages
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,14 @@ def refit_consumers(inputs: RepairInputs) -> RepairResult:
     model.CopyFrom(inputs.pruned)
     consumers = {c.output: c for c in find_consumers(model, inputs.kept)}
     heldout = holdout_mask(len(next(iter(inputs.images.values()))), inputs.holdout, inputs.seed)
+    pruned, original = Activations(inputs.images, inputs.runner), Activations(inputs.images, inputs.runner)
     layers, peak, done = [], 0, 0
     for stage in stages(model, list(consumers)):
         start = time.perf_counter()
         group = [consumers[name] for name in stage]
-        equations = _accumulate(model, inputs, group, heldout)
+        equations = _accumulate(model, inputs.original, pruned, original, group, heldout)
         seconds = (time.perf_counter() - start) / len(group)
-        peak = max(peak, sum(e.nbytes for e in equations.values()))
+        peak = max(peak, sum(e.nbytes for e in equations.values()) + pruned.nbytes + original.nbytes)
         for consumer in group:
             layers.append(_refit(model, consumer, equations[consumer.output], seconds))
         done += len(group)
@@ -52,14 +53,14 @@ def holdout_mask(count: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def _accumulate(model: onnx.ModelProto, inputs: RepairInputs, group: list[Consumer],
-                heldout: np.ndarray) -> dict[str, NormalEquations]:
+def _accumulate(model: onnx.ModelProto, reference: onnx.ModelProto, pruned: Activations, original: Activations,
+                group: list[Consumer], heldout: np.ndarray) -> dict[str, NormalEquations]:
     """The normal equations of each consumer of ``group``: inputs from ``model`` (pruned, repaired so
-    far), targets from the original model, summed batch by batch."""
+    far), targets from the ``reference`` (original) model, summed batch by batch."""
     equations: dict[str, NormalEquations] = {}
-    pruned = tapped_batches(model, [c.data for c in group], inputs.images, inputs.runner)
-    original = tapped_batches(inputs.original, [c.output for c in group], inputs.images, inputs.runner)
-    for (items, xs), (_, ys) in zip(pruned, original):
+    inputs = pruned.batches(model, [c.data for c in group])
+    targets = original.batches(reference, [c.output for c in group])
+    for (items, xs), (_, ys) in zip(inputs, targets):
         parts = heldout[items]
         for consumer in group:
             x, y = xs[consumer.data], ys[consumer.output]
