@@ -1,8 +1,9 @@
-"""Ridge least squares from normal equations summed batch by batch in float64 (He et al. 2017,
+"""Ridge least squares from normal equations summed batch by batch (He et al. 2017,
 "Channel Pruning for Accelerating Very Deep Neural Networks"; Luo et al. 2017, ThiNet).
 
-Memory is the Gram matrices and cross-products of the systems: O(unknowns²) per system, never
-dependent on the number of rows. The ridge strength is relative, λ·tr(G)/n, chosen among
+Each batch's products are computed in the rows' precision (float32: BLAS at full speed) and
+summed, and solved, in float64. Memory is the Gram matrices and cross-products of the systems:
+O(unknowns²) per system, never dependent on the number of rows. The ridge strength is relative, λ·tr(G)/n, chosen among
 ``GRID`` by the squared error on held-out rows.
 """
 
@@ -48,7 +49,7 @@ class NormalEquations:
         else:
             self.gram[part] += np.matmul(rows.transpose(0, 2, 1), rows)
         self.cross[part] += np.matmul(rows.transpose(0, 2, 1), targets)
-        self.energy[part] += float(np.sum(targets * targets))
+        self.energy[part] += float(np.sum(np.square(targets, dtype=np.float64)))
         self.rows[part] += rows.shape[1]
         self.batch_bytes = max(self.batch_bytes, rows.nbytes + targets.nbytes)
 

@@ -19,30 +19,30 @@ def systems(consumer: Consumer) -> int:
 
 
 def input_rows(consumer: Consumer, x: np.ndarray) -> np.ndarray:
-    """The consumer's input ``x`` (pruned network) as float64 rows, with a column of ones for a bias."""
+    """The consumer's input ``x`` (pruned network) as float32 rows, with a column of ones for a bias."""
     if consumer.op == "Conv":
         rows = _patches(consumer, x, systems(consumer))
     else:
         if consumer.op == "Gemm" and consumer.attrs.get("transA", 0):
             x = x.T
         rows = x.reshape(1, -1, x.shape[-1])
-    rows = rows.astype(np.float64)
+    rows = rows.astype(np.float32, copy=False)
     if consumer.op == "MatMul":
         return rows
-    return np.concatenate([rows, np.ones((*rows.shape[:2], 1))], axis=2)
+    return np.concatenate([rows, np.ones((*rows.shape[:2], 1), np.float32)], axis=2)
 
 
 def target_rows(consumer: Consumer, y: np.ndarray) -> np.ndarray:
-    """The original network's output ``y`` of the consumer, kept channels only, as float64 rows."""
+    """The original network's output ``y`` of the consumer, kept channels only, as float32 rows."""
     axis = 1 if consumer.op != "MatMul" else y.ndim - 1
     if consumer.out_kept is not None:
         y = np.take(y, consumer.out_kept, axis=axis)
     if consumer.op != "Conv":
-        return y.reshape(1, -1, y.shape[-1]).astype(np.float64)
+        return y.reshape(1, -1, y.shape[-1]).astype(np.float32, copy=False)
     n, m, oh, ow = y.shape
     groups = systems(consumer)
     return y.reshape(n, groups, m // groups, oh, ow).transpose(1, 0, 3, 4, 2).reshape(groups, -1, m // groups).astype(
-        np.float64)
+        np.float32, copy=False)
 
 
 def to_systems(consumer: Consumer, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
