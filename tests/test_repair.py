@@ -319,3 +319,44 @@ def test_cli_repairs_on_repair_data(run_cli, toy_files, tmp_path):
     assert report["repair"]["images"] == 40 and report["repair"]["metric_before"] is None
     assert report["repair"]["layers"][0]["applied"]
     assert np.isfinite(run_onnx(onnx.load(out), images(4))[0]).all()
+
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples"
+RECIPE = f"""
+model = "{SAMPLES / 'alexnet_cifar10.onnx'}"
+
+[data.prune]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+limit = 100
+
+[data.train]
+path = "{SAMPLES / 'cifar10_prune_1000.npz'}"
+preprocess = "cifar10"
+limit = 300
+
+[[stages]]
+kind = "prune"
+criterion = "l1"
+layers = ["conv1"]
+count = 8
+repair = "lsq"
+repair_data = "train"
+repair_limit = 200
+
+[gates]
+max_params = 2_000_000
+"""
+
+
+def test_a_recipe_prune_stage_repairs_on_its_data_role(tmp_path, run_cli):
+    from onnxcar.pipeline.recipe import load_recipe
+
+    path = tmp_path / "recipe.toml"
+    path.write_text(RECIPE)
+    stage, = load_recipe(path).stages
+    assert stage.roles == ("train",) and stage.settings()["repair"] == "lsq"
+    result = run_cli("run", path, "--output-dir", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.output)["stages"][0]["report"]["repair"]
+    assert entry["name"] == "lsq" and entry["images"] == 200 and entry["layers"][0]["layer"] == "/conv2/Conv"
