@@ -194,6 +194,25 @@ def test_lsq_gives_the_same_refit_without_a_cache_of_activations(monkeypatch):
         np.testing.assert_allclose(initializer(cached, name), initializer(recomputed, name), rtol=1e-6, atol=1e-7)
 
 
+def test_lsq_targets_only_the_kept_filters_of_a_consumer_pruned_itself():
+    net = Net()
+    x = net.conv("convA", "input", 3, 6, combine=1, pads=[1, 1, 1, 1])
+    y = net.conv("convB", x, 6, 5, pads=[1, 1, 1, 1])
+    model = net.model(net.conv("convC", net.op("Relu", "relu", [y]), 5, 4, k=1))
+    analysis = analyze(model)
+    plan = make_plan(analysis, analysis.group("convA").channel_ids([5]) | analysis.group("convB").channel_ids([1, 3]))
+    pruned = remove_channels(plan)
+    result = run_repair("lsq", RepairInputs(model, pruned, kept_channels(plan), {"input": images()}))
+    test = images(8, seed=3)
+    tapped = []
+    for m in (model, result.model):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(m)
+        copy.graph.output.append(helper.make_tensor_value_info("convB_out", TensorProto.FLOAT, None))
+        tapped.append(run_onnx(copy, test)[-1])
+    np.testing.assert_allclose(tapped[1], tapped[0][:, [0, 2, 4]], rtol=1e-3, atol=1e-4 * np.abs(tapped[0]).max())
+
+
 @pytest.mark.parametrize("data", ["constant", "duplicate channels"])
 def test_lsq_gives_finite_weights_for_a_singular_system(data):
     net = Net()
