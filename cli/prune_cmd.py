@@ -77,7 +77,12 @@ def prune_command(model, criterion, ratio, count, max_drop, target_macs, target_
     if result.repair is not None:
         step = f"the {repair.name} repair ({result.repair['seconds']:.1f} s)"
         repaired = result.repair["metric_after"]
-        metric += f"; {step}" if repaired is None else f" -> {repaired:.4g} after {step}"
+        if repaired is None:
+            metric += f"; {step}"
+        elif result.repair["kept"]:
+            metric += f" -> {repaired:.4g} after {step}"
+        else:
+            metric += f"; {step} gave {repaired:.4g}: the unrepaired model was kept"
     macs = "MACs unknown (see --input-shape)" if before.macs is None else (
         f"MACs {before.macs:,} -> {after.macs:,} ({after.macs / max(before.macs, 1):.1%})")
     summary(

@@ -311,12 +311,33 @@ def test_prune_repairs_after_the_check_and_reports_it(toy_files, tmp_path):
                            task="regression", repair="lsq")
     entry = result.report["repair"]
     assert entry["name"] == "lsq" and entry["images"] == 60 and entry["layers"][0]["layer"] == "convB"
-    assert entry["metric_after"] < entry["metric_before"]  # mean squared error against the original's outputs
+    assert entry["metric_after"] < entry["metric_before"] and entry["kept"]  # MSE against the original's outputs
     assert result.final_metric == entry["metric_after"] and result.max_verify_error is not None
     assert entry["peak_bytes"] > 0 and result.timings["repair"] >= 0
     unrepaired = onnxcar.prune(path, target=onnxcar.Count(1), layers=["convA"], criterion="l1", data=spec,
                                task="regression")
     assert unrepaired.report["repair"] is None
+
+
+def test_prune_keeps_the_pruned_model_when_the_repair_worsens_the_pruning_set_metric(toy_files):
+    @register_repair("test-scale", help="a test repair that scales one layer's weights")
+    def scale(inputs):
+        model = onnx.ModelProto()
+        model.CopyFrom(inputs.pruned)
+        weight = next(t for t in model.graph.initializer if t.name == "convB.weight")
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 5, weight.name))
+        return onnxcar.repair.RepairResult(model)
+
+    path, data = toy_files
+    spec = onnxcar.Data(str(data), preprocess="none", labels_key=None)
+    result = onnxcar.prune(path, target=onnxcar.Count(1), layers=["convA"], criterion="l1", data=spec,
+                           task="regression", repair="test-scale")
+    entry = result.report["repair"]
+    assert not entry["kept"] and entry["metric_after"] > entry["metric_before"]
+    assert result.final_metric == entry["metric_before"]
+    kept = [c for c in range(6) if c != result.removals[0].channel]
+    np.testing.assert_array_equal(initializer(result.model, "convB.weight"),
+                                  initializer(onnx.load(path), "convB.weight")[:, kept])
 
 
 def test_cli_refuses_a_repair_without_data(run_cli, toy_files, tmp_path):

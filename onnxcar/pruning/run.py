@@ -60,9 +60,9 @@ class PruneResult:
 
     @property
     def final_metric(self) -> float | None:
-        """The pruning-set metric of the model returned: after its repair, where one ran."""
+        """The pruning-set metric of the model returned: after its repair, where one ran and was kept."""
         if self.repair is not None and self.repair["metric_after"] is not None:
-            return self.repair["metric_after"]
+            return self.repair["metric_after" if self.repair["kept"] else "metric_before"]
         return self.removals[-1].metric if self.removals else self.original_metric
 
     @property

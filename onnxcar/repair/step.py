@@ -1,6 +1,7 @@
 """A repair as a step of a pruning run: its settings, its data, and its report entry."""
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from onnxcar.runners import make_runner
 from onnxcar.runners.config import RunnerConfig
 
 FINITE_CHECK_ITEMS = 16
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ def repair_pruned(config: RepairConfig, original: onnx.ModelProto, pruned: onnx.
                   data: DataSpec | None, evaluation: Batch | None, task: Task, runner: RunnerConfig, *, seed: int = 0,
                   progress: Progress = silent) -> tuple[onnx.ModelProto, dict]:
     """Repairs ``pruned`` and checks that it runs with finite outputs; returns it and its report entry
-    (the metric on ``evaluation``, the pruning set, before and after the repair)."""
+    (the metric on ``evaluation``, the pruning set, before and after the repair). Where the repair
+    makes that metric worse, returns ``pruned`` instead (the entry's ``kept`` is then False)."""
     spec = config.data or data
     images = _images(original, spec, runner) if spec is not None else {}
     before = _metric(pruned, evaluation, task, runner)
@@ -61,11 +64,16 @@ def repair_pruned(config: RepairConfig, original: onnx.ModelProto, pruned: onnx.
                                                   progress))
     seconds = time.perf_counter() - start
     check_finite(result.model, images, runner)
+    after = _metric(result.model, evaluation, task, runner)
+    worse = None not in (before, after) and (after < before if task.higher_is_better else after > before)
+    if worse:
+        log.warning("the %s repair worsens the pruning-set metric (%.4g -> %.4g): keeping the pruned model",
+                    config.name, before, after)
     entry = {**config.to_dict(), "data": None if spec is None else spec.to_dict(),
              "images": len(next(iter(images.values()))) if images else 0, "metric_before": before,
-             "metric_after": _metric(result.model, evaluation, task, runner), "seconds": round(seconds, 3),
-             "peak_bytes": result.peak_bytes, "layers": result.layers}
-    return result.model, entry
+             "metric_after": after, "kept": not worse, "seconds": round(seconds, 3), "peak_bytes": result.peak_bytes,
+             "layers": result.layers}
+    return (pruned if worse else result.model), entry
 
 
 def _images(model: onnx.ModelProto, spec: DataSpec, runner: RunnerConfig) -> dict[str, np.ndarray]:
