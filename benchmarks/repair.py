@@ -62,7 +62,8 @@ def main() -> None:
     repair_data = onnxcar.Data(args.repair_data, preprocess="cifar10", labels_key=None, limit=args.repair_limit)
     test_data = onnxcar.Data(args.test_data, preprocess="cifar10")
     has_bn = any(n.op_type == "BatchNormalization" for n in model.graph.node)
-    repairs = [("lsq", prune_data, "lsq, pruning images"), ("lsq", repair_data, f"lsq, {args.repair_limit} training images")]
+    repairs = [("lsq", prune_data, "lsq, pruning images"),
+               ("lsq", repair_data, f"lsq, {args.repair_limit} training images")]
     if has_bn:
         repairs.insert(0, ("bn", repair_data, f"bn, {args.repair_limit} training images"))
     results = {"kind": "repair-benchmark", "version": 1, "model": args.model, "prune_data": args.prune_data,
@@ -98,7 +99,8 @@ def measure(model, run_name: str, run: dict, prune_data, repairs, test_data, run
     by_id = {g.id: g for g in analysis.groups}
     removed = frozenset(int(by_id[r.group].channels[r.channel]) for r in result.removals)
     kept = kept_channels(Plan(analysis, removed))
-    record = {"name": run_name, **run, "pruning_s": round(pruning_s, 1), "macs_kept": result.after.macs / result.before.macs,
+    record = {"name": run_name, **run, "pruning_s": round(pruning_s, 1),
+              "macs_kept": result.after.macs / result.before.macs,
               "test_top1": {"no repair": onnxcar.evaluate(result.model, test_data, runner=runner).top1}, "repairs": {}}
     print(f"{run_name}: {len(result.removals)} filters removed, {record['macs_kept']:.1%} of the MACs kept, "
           f"no repair {record['test_top1']['no repair']:.2%}", flush=True)

@@ -3,8 +3,8 @@
 
 Each batch's products are computed in the rows' precision (float32: BLAS at full speed) and
 summed, and solved, in float64. Memory is the Gram matrices and cross-products of the systems:
-O(unknowns²) per system, never dependent on the number of rows. The ridge strength is relative, λ·tr(G)/n, chosen among
-``GRID`` by the squared error on held-out rows.
+O(unknowns²) per system, never dependent on the number of rows. The ridge strength is
+relative, λ·tr(G)/n, chosen among ``GRID`` by the squared error on held-out rows.
 """
 
 from dataclasses import dataclass

@@ -61,7 +61,8 @@ def to_systems(consumer: Consumer, weight: np.ndarray, bias: np.ndarray | None) 
     return np.concatenate([matrix, bias[None]], axis=0)[None].astype(np.float64)
 
 
-def from_systems(consumer: Consumer, solution: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+def from_systems(consumer: Consumer, solution: np.ndarray,
+                 shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """The weight (of ``shape``) and bias (None for a MatMul) that ``solution`` holds, as float32.
 
     A Gemm's weight is written for alpha = beta = 1."""
