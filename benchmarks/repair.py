@@ -16,13 +16,11 @@ import pathlib
 import time
 
 import onnxcar
-from onnxcar.graph import analyze
 from onnxcar.importance.evaluator import Task
 from onnxcar.io import load_model
 from onnxcar.report import write_json
-from onnxcar.repair import kept_channels
+from onnxcar.repair import kept_after
 from onnxcar.repair.step import RepairConfig, repair_pruned
-from onnxcar.surgery.plan import Plan
 
 CACHE = pathlib.Path.home() / ".cache/onnxcar/cifar10"
 CAR = {"limit": 200, "per_iter": 4}  # the README's CAR command
@@ -95,10 +93,7 @@ def measure(model, run_name: str, run: dict, prune_data, repairs, test_data, run
     result = onnxcar.prune(model, target=target, criterion=run["criterion"], layers=run.get("layers", ()), data=data,
                            per_iter=run.get("per_iter", 100_000), runner=runner)
     pruning_s = time.perf_counter() - start
-    analysis = analyze(model)
-    by_id = {g.id: g for g in analysis.groups}
-    removed = frozenset(int(by_id[r.group].channels[r.channel]) for r in result.removals)
-    kept = kept_channels(Plan(analysis, removed))
+    kept = kept_after(model, result.removals)
     record = {"name": run_name, **run, "pruning_s": round(pruning_s, 1),
               "macs_kept": result.after.macs / result.before.macs,
               "test_top1": {"no repair": onnxcar.evaluate(result.model, test_data, runner=runner).top1}, "repairs": {}}

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxcar
 from onnxcar.graph import analyze
-from onnxcar.repair import REPAIRS, RepairInputs, kept_channels, register_repair, run_repair
+from onnxcar.repair import REPAIRS, RepairInputs, kept_after, kept_channels, register_repair, run_repair
 from onnxcar.repair import taps
 from onnxcar.repair.consumers import initializer
 from onnxcar.repair.ridge import NormalEquations
@@ -400,3 +400,13 @@ def test_a_recipe_prune_stage_repairs_on_its_data_role(tmp_path, run_cli):
     assert result.exit_code == 0, result.output
     entry = json.loads(result.output)["stages"][0]["report"]["repair"]
     assert entry["name"] == "lsq" and entry["images"] == 200 and entry["layers"][0]["layer"] == "/conv2/Conv"
+
+
+def test_kept_after_lets_the_registry_repair_a_prune_result(toy_files):
+    path, _ = toy_files
+    original = onnx.load(path)
+    result = onnxcar.prune(original, target=onnxcar.Count(1), layers=["convA"], criterion="l1")
+    kept = kept_after(original, result.removals)
+    assert list(kept) == ["convA_out"] and len(kept["convA_out"]) == 5
+    repaired = run_repair("lsq", RepairInputs(original, result.model, kept, {"input": images(64)}))
+    assert [r["layer"] for r in repaired.layers] == ["convB"] and repaired.layers[0]["applied"]

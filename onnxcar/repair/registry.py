@@ -1,11 +1,12 @@
 """The repair registry, and what a repair takes and returns."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
+from onnxcar.graph import analyze
 from onnxcar.progress import Progress, silent
 from onnxcar.registry import Registry
 from onnxcar.runners.config import RunnerConfig
@@ -75,6 +76,14 @@ def _no_repair(inputs: RepairInputs) -> RepairResult:
 def run_repair(name: str, inputs: RepairInputs) -> RepairResult:
     """Applies the repair ``name``."""
     return REPAIRS.get(name).apply(inputs)
+
+
+def kept_after(model: onnx.ModelProto, removals: Iterable) -> dict[str, np.ndarray]:
+    """The kept channels of every tensor of ``model`` (the original) that ``removals`` (a
+    :class:`~onnxcar.PruneResult`'s) take channels from: a repair's ``kept``."""
+    analysis = analyze(model)
+    by_id = {g.id: g for g in analysis.groups}
+    return kept_channels(Plan(analysis, frozenset(int(by_id[r.group].channels[r.channel]) for r in removals)))
 
 
 def kept_channels(plan: Plan) -> dict[str, np.ndarray]:
