@@ -58,9 +58,9 @@ def _accumulate(model: onnx.ModelProto, reference: onnx.ModelProto, pruned: Acti
     """The normal equations of each consumer of ``group``: inputs from ``model`` (pruned, repaired so
     far), targets from the ``reference`` (original) model, summed batch by batch."""
     equations: dict[str, NormalEquations] = {}
-    inputs = pruned.batches(model, [c.data for c in group])
-    targets = original.batches(reference, [c.output for c in group])
-    for (items, xs), (_, ys) in zip(inputs, targets):
+    pruned_inputs = pruned.batches(model, [c.data for c in group])
+    original_outputs = original.batches(reference, [c.output for c in group])
+    for (items, xs), (_, ys) in zip(pruned_inputs, original_outputs):
         parts = heldout[items]
         for consumer in group:
             x, y = xs[consumer.data], ys[consumer.output]
