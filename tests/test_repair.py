@@ -213,6 +213,23 @@ def test_lsq_targets_only_the_kept_filters_of_a_consumer_pruned_itself():
     np.testing.assert_allclose(tapped[1], tapped[0][:, [0, 2, 4]], rtol=1e-3, atol=1e-4 * np.abs(tapped[0]).max())
 
 
+def test_lsq_computes_each_network_segment_by_segment(monkeypatch):
+    """Each stage's segment starts from the tensors cached by the stage before, not from the input."""
+    net = Net()
+    a = net.op("Relu", "reluA", [net.conv("convA", "input", 3, 6, pads=[1, 1, 1, 1])])
+    b = net.op("Relu", "reluB", [net.conv("convB", a, 6, 6, pads=[1, 1, 1, 1])])
+    model = net.model(net.conv("convC", b, 6, 4, pads=[1, 1, 1, 1]))
+    segments = []
+    run = taps.make_runner
+    monkeypatch.setattr(taps, "make_runner", lambda m, config: segments.append(
+        ([i.name for i in m.graph.input], [o.name for o in m.graph.output])) or run(m, config))
+    analysis = analyze(model)
+    plan = make_plan(analysis, analysis.group("convA").channel_ids([0]) | analysis.group("convB").channel_ids([2]))
+    run_repair("lsq", RepairInputs(model, remove_channels(plan), kept_channels(plan), {"input": images(16)}))
+    assert segments == [(["input"], ["reluA_out"]), (["input"], ["convB_out"]),
+                        (["reluA_out"], ["reluB_out"]), (["convB_out"], ["convC_out"])]
+
+
 @pytest.mark.parametrize("data", ["constant", "duplicate channels"])
 def test_lsq_gives_finite_weights_for_a_singular_system(data):
     net = Net()

@@ -60,7 +60,7 @@ def _accumulate(model: onnx.ModelProto, reference: onnx.ModelProto, pruned: Acti
     equations: dict[str, NormalEquations] = {}
     pruned_inputs = pruned.batches(model, [c.data for c in group])
     original_outputs = original.batches(reference, [c.output for c in group])
-    for (items, xs), (_, ys) in zip(pruned_inputs, original_outputs):
+    for (items, xs), (_, ys) in zip(pruned_inputs, original_outputs, strict=True):  # strict: both finish
         parts = heldout[items]
         for consumer in group:
             x, y = xs[consumer.data], ys[consumer.output]
