@@ -221,3 +221,42 @@ def task_option(command):
         "--task", type=click.Choice(TASKS.names()), default="classification", show_default=True,
         help=f"What the outputs mean, and so what CAR (accuracy) or RAR (error) measures ({lines}).",
     )(command)
+
+
+_PREPROCESSING = ("images_key", "preprocess", "resize", "crop", "mean", "std", "layout", "input_name",
+                  "archive_max_files", "archive_max_bytes")
+
+
+def repair_options(command):
+    """Adds ``--repair``, ``--repair-data`` and ``--repair-limit``; the command receives
+    ``repair: RepairConfig``. Place it above ``data_options``: the repair data takes the same
+    preprocessing options as ``--data``."""
+    from onnxcar.repair import REPAIRS
+    from onnxcar.repair.step import RepairConfig
+
+    @functools.wraps(command)
+    def wrapper(*args, repair, repair_data, repair_limit, **kwargs):
+        if repair_data is None and repair_limit is not None:
+            raise OnnxcarError("--repair-limit needs --repair-data")
+        spec = None
+        if repair_data is not None:
+            preprocessing = {name: kwargs[name] for name in _PREPROCESSING}
+            spec = data_spec(repair_data, no_labels=True, limit=repair_limit, seed=kwargs["seed"], **preprocessing)
+            if kwargs["data"] is None:  # the preprocessing options served the repair data
+                kwargs.update({name: None for name in _PREPROCESSING if name != "images_key"})
+        config = RepairConfig(repair, spec)
+        if kwargs["data"] is None:
+            config.check(None)  # before any work
+        return command(*args, repair=config, **kwargs)
+
+    for option in reversed([
+        click.option("--repair", type=click.Choice(REPAIRS.names()), default="none", show_default=True,
+                     help="After surgery, restore accuracy without training (" +
+                          "; ".join(f"{r.name}: {r.help}" for r in REPAIRS) + ")."),
+        click.option("--repair-data", type=click.Path(exists=True),
+                     help="Unlabelled images for the repair, preprocessed as --data [default: --data]."),
+        click.option("--repair-limit", type=click.IntRange(min=1),
+                     help="Keep N items of --repair-data (seeded by --seed)."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper

@@ -17,6 +17,7 @@ from onnxcar.importance import register_criterion  # noqa: E402
 from onnxcar.importance.backends import BackendConfig, register_backend  # noqa: E402
 from onnxcar.pruning.run import PruneResult  # noqa: E402
 from onnxcar.pruning.targets import Count, Macs, MaxDrop, Params, Ratio  # noqa: E402
+from onnxcar.repair import register_repair  # noqa: E402
 from onnxcar.runners import RunnerConfig, register_runner  # noqa: E402
 
 Data = DataSpec
@@ -26,5 +27,5 @@ __all__ = [
     "BackendConfig", "CompressConfig", "CompressResult", "Count", "Data", "DataError", "DataSpec", "Evaluation", "GateError", "Inspection", "LayerValues", "Macs", "MaxDrop", "ModelError",
     "OnnxcarError", "Params", "Preprocess", "PruneResult", "Ratio", "RunnerConfig", "Scores", "UnsupportedOpError",
     "VerificationError", "__version__", "compress", "evaluate", "finetune", "inspect", "prune", "register_backend", "register_criterion",
-    "register_handler", "register_runner", "score",
+    "register_handler", "register_repair", "register_runner", "score",
 ]

@@ -31,6 +31,7 @@ from onnxcar.progress import Progress, silent
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.run import PruneResult, prune_model
 from onnxcar.pruning.targets import Target
+from onnxcar.repair.step import RepairConfig
 from onnxcar.report import inspect_report
 from onnxcar.runners.config import RunnerConfig
 
@@ -206,6 +207,8 @@ def prune(
     journal: str | os.PathLike | None = None,
     resume: bool = False,
     force: bool = False,
+    repair: str = "none",
+    repair_data: DataSpec | None = None,
     progress: Progress = silent,
 ) -> PruneResult:
     """Removes filters from ``model`` by ``criterion`` until ``target`` (Ratio, Count, MaxDrop, Macs or
@@ -225,8 +228,12 @@ def prune(
     and width are symbolic needs ``data`` or ``input_shapes`` for that check, and for its MACs
     (None without them). Outputs match within :class:`~onnxcar.surgery.Tolerance` (relative to each
     output's scale, with an absolute floor for float rounding); ``tolerance`` sets all three terms.
-    With ``journal``, each iteration is appended to that file as it completes, and ``resume=True`` continues a killed run from it to the same result (``force=True`` starts
-    afresh over it); ``result.save`` deletes it.
+    With ``journal``, each iteration is appended to that file as it completes, and ``resume=True``
+    continues a killed run from it to the same result (``force=True`` starts afresh over it);
+    ``result.save`` deletes it. After the check, ``repair`` (``lsq``: refit every
+    layer that reads pruned channels by ridge least squares; ``bn``: re-estimate the BatchNorm
+    statistics; ``none``) restores accuracy without training, on ``repair_data`` (unlabelled; default:
+    ``data``); the report gives the pruning-set metric before and after it.
 
     >>> result = onnxcar.prune("m.onnx", target=onnxcar.Ratio(0.5), criterion="l1")
     >>> result.after.params / result.before.params
@@ -237,7 +244,7 @@ def prune(
     config = PruneConfig(criterion, target, tuple(layers), per_iter, seed, verify, tie_break, scope, tolerance)
     return prune_model(proto, config, data=data, input_shapes=input_shapes, task=task, runner=runner, backend=backend,
                        journal=None if journal is None else pathlib.Path(journal), resume=resume, force=force,
-                       source=source, progress=progress)
+                       source=source, repair=RepairConfig(repair, repair_data), progress=progress)
 
 
 def finetune(model: ModelLike, data: DataSpec, val: DataSpec, config=None, *, teacher: ModelLike | None = None,

@@ -1,5 +1,6 @@
 """The built-in stage kinds prune, finetune and evaluate (compress has a module of its own)."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import onnx
@@ -14,6 +15,7 @@ from onnxcar.pipeline.stages import StageContext, StageOutput, register_stage, r
 from onnxcar.pruning.config import PruneConfig
 from onnxcar.pruning.driver import select_groups
 from onnxcar.pruning.targets import MaxDrop, target_from
+from onnxcar.repair import REPAIRS
 from onnxcar.runners.config import RunnerConfig
 
 
@@ -26,42 +28,56 @@ def check_data(model: onnx.ModelProto, spec: DataSpec, task: str) -> None:
 class PruneStage:
     config: PruneConfig
     task: str = "classification"
+    repair: str = "none"
+    repair_role: str = "prune"  # the data role the repair reads
+    repair_limit: int | None = None
     kind = "prune"
     metrics = ("pruning_metric",)
 
     @property
-    def roles(self) -> tuple[str, ...]:
+    def scoring_roles(self) -> tuple[str, ...]:
         needs_data = CRITERIA.get(self.config.criterion).needs_data or isinstance(self.config.target, MaxDrop)
         return ("prune",) if needs_data else ()
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        repairing = (self.repair_role,) if REPAIRS.get(self.repair).needs_data else ()
+        return tuple(dict.fromkeys((*self.scoring_roles, *repairing)))
+
+    @property
     def needs_input_shapes(self) -> bool:
         """Whether its check of the pruned model makes test inputs with no data to size them."""
-        return self.config.verify and not self.roles
+        return self.config.verify and not self.scoring_roles
 
     def settings(self) -> dict:
-        return {"config": self.config.to_dict(), "task": self.task}
+        return {"config": self.config.to_dict(), "task": self.task, "repair": self.repair,
+                "repair_data": self.repair_role, "repair_limit": self.repair_limit}
 
     def check(self, model: onnx.ModelProto, data: dict[str, DataSpec]) -> None:
         require_roles(self, data)
         select_groups(analyze(model), self.config.layers)
-        if "prune" in self.roles:
+        if "prune" in self.scoring_roles:
             check_data(model, data["prune"], self.task)
 
     def run(self, model: onnx.ModelProto, context: StageContext) -> StageOutput:
         c = self.config
+        repair_data = context.data.get(self.repair_role) if self.repair != "none" else None
+        if repair_data is not None and self.repair_limit is not None:
+            repair_data = dataclasses.replace(repair_data, limit=self.repair_limit)
         result = onnxcar.prune(model, target=c.target, criterion=c.criterion, layers=c.layers,
-                               data=context.data.get("prune") if self.roles else None, per_iter=c.per_iter,
+                               data=context.data.get("prune") if self.scoring_roles else None, per_iter=c.per_iter,
                                seed=c.seed, verify=c.verify, scope=c.scope, task=self.task, runner=context.runner,
                                backend=context.backend, input_shapes=context.input_shapes,
-                               journal=context.workdir / "prune.journal", resume=True, progress=context.progress)
+                               journal=context.workdir / "prune.journal", resume=True, repair=self.repair,
+                               repair_data=repair_data, progress=context.progress)
         result.journal.close(remove=True)
         return StageOutput(result.model, result.report, {"pruning_metric": result.final_metric})
 
 
 @register_stage("prune", {"criterion": "str", "layers": "strs", "ratio": "float", "count": "int",
                           "max_drop": "float", "target_macs": "float", "target_params": "float", "global": "bool",
-                          "per_iter": "int", "random_seed": "int", "verify": "bool", "task": "str"})
+                          "per_iter": "int", "random_seed": "int", "verify": "bool", "task": "str", "repair": "str",
+                          "repair_data": "str", "repair_limit": "int"})
 def _prune(options: dict) -> PruneStage:
     target = target_from(options.get("ratio"), options.get("count"), options.get("max_drop"),
                          options.get("target_macs"), options.get("target_params"))
@@ -71,7 +87,9 @@ def _prune(options: dict) -> PruneStage:
     config = PruneConfig(criterion, target, options.get("layers", ()), options.get("per_iter", 1),
                          options.get("random_seed", 0), options.get("verify", True),
                          scope="global" if options.get("global") else "layer")
-    return PruneStage(config, Task(task).kind)
+    repair = options.get("repair", "none")
+    REPAIRS.get(repair)
+    return PruneStage(config, Task(task).kind, repair, options.get("repair_data", "prune"), options.get("repair_limit"))
 
 
 @dataclass(frozen=True)

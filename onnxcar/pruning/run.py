@@ -26,6 +26,8 @@ from onnxcar.pruning.driver import Removal, prune_groups, remove_and_verify, sel
 from onnxcar.pruning.journal import Journal, fingerprint
 from onnxcar.pruning.global_greedy import prune_global
 from onnxcar.pruning.targets import CostBudget, Count, MaxDrop
+from onnxcar.repair import kept_channels
+from onnxcar.repair.step import RepairConfig, repair_pruned
 from onnxcar.runners.config import RunnerConfig
 from onnxcar.surgery.plan import Plan
 from onnxcar.surgery.verify import Tolerance, original_declaration_mismatches
@@ -48,6 +50,7 @@ class PruneResult:
     timings: dict[str, float] = field(default_factory=dict)
     max_verify_error: float | None = None
     journal: Journal | None = None
+    repair: dict | None = None  # the repair step's report entry; None when no repair ran
 
     @property
     def ties_decided(self) -> int | None:
@@ -58,6 +61,9 @@ class PruneResult:
 
     @property
     def final_metric(self) -> float | None:
+        """The pruning-set metric of the model returned: after its repair, where one ran and was kept."""
+        if self.repair is not None and self.repair["metric_after"] is not None:
+            return self.repair["metric_after" if self.repair["kept"] else "metric_before"]
         return self.removals[-1].metric if self.removals else self.original_metric
 
     @property
@@ -81,6 +87,7 @@ class PruneResult:
             "after": self.after.to_dict(),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "verify_max_abs_error": self.max_verify_error,
+            "repair": self.repair,
         }
 
     def save(self, path: str | pathlib.Path, *, report: str | pathlib.Path | None = None,
@@ -106,10 +113,12 @@ def prune_model(
     resume: bool = False,
     force: bool = False,
     source: str | None = None,
+    repair: RepairConfig = RepairConfig(),
     progress: Progress = silent,
 ) -> PruneResult:
-    """Runs ``config`` on ``model``; see :func:`onnxcar.prune` for the arguments."""
+    """Runs ``config`` on ``model``, then ``repair``; see :func:`onnxcar.prune` for the arguments."""
     start = time.perf_counter()
+    repair.check(data)
     task = Task(task)
     shapes = resolve_input_shapes(model, input_shapes)
     if config.verify and data is None:
@@ -161,7 +170,8 @@ def prune_model(
                 removals, original = prune_groups(analysis, groups, config, importance, scorer=scorer, done=done,
                                                   on_iteration=on_iteration)
             progress("pruning", finished, finished)
-            samples = scorer.batch.inputs if scorer is not None else None
+            evaluation = scorer.batch if scorer is not None else None
+            samples = evaluation.inputs if evaluation is not None else None
             if scorer is not None:
                 scorer.close()
             scoring = time.perf_counter() - analysed
@@ -176,8 +186,14 @@ def prune_model(
     before, after = plan_cost(Plan(analysis, frozenset()), sizes), plan_cost(Plan(analysis, frozenset(removed)), sizes)
     timings = {"analysis": analysed - start, "scoring": scoring, "surgery": surgery.surgery_s,
                "verify": surgery.verify_s}
-    return PruneResult(surgery.model, removals, before, after, original, settings, source, timings,
-                       surgery.max_verify_error, book)
+    pruned, entry = surgery.model, None
+    if repair.active:  # after the remove = mask check, which stays about surgery alone
+        settings["repair"] = repair.to_dict()
+        pruned, entry = repair_pruned(repair, model, pruned, kept_channels(Plan(analysis, frozenset(removed))), data,
+                                      evaluation, task, runner, seed=config.seed, progress=progress)
+        timings["repair"] = entry["seconds"]
+    return PruneResult(pruned, removals, before, after, original, settings, source, timings,
+                       surgery.max_verify_error, book, entry)
 
 
 def _tolerance(config: PruneConfig) -> Tolerance:
