@@ -12,9 +12,9 @@ Training: SGD with Nesterov momentum, a one-cycle schedule, label smoothing, ran
 epoch to ``--checkpoint`` and the run resumes from it, so an interruption loses at most one
 epoch.  At the end the script exports ``resnet20_cifar10.onnx`` (opset 17, BatchNorm
 kept as nodes), the torch weights ``resnet20_cifar10.npz`` (the state dict, for tools that
-prune the torch module, e.g. ``benchmarks/peers.py``), the committed subsets
-``resnet20_prune_1000.npz`` (pruning set) and reuses ``cifar10_test_2000.npz``, and the
-provenance ``resnet20_cifar10.json``.
+prune the torch module, e.g. ``benchmarks/peers.py``) and the provenance
+``resnet20_cifar10.json``. Its pruning and test subsets are the AlexNet sample's committed
+``cifar10_prune_1000.npz`` and ``cifar10_test_2000.npz`` (same split seed, same images).
 """
 
 from __future__ import annotations
