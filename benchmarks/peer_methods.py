@@ -72,7 +72,7 @@ class Landed:
     reached: bool
     seconds: float
     search_seconds: float
-    removals: list[tuple[int, int]] = field(default_factory=list)  # onnxcar's (group, channel): what its repairs need
+    removals: list[list[int]] = field(default_factory=list)  # onnxcar's (group, channel): what its repairs need
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def uniform_ratio(bench: Bench, budget: float) -> float:
 
 def landed_by_onnxcar(bench: Bench, budget: float, result, knob: str, value: float, seconds: float) -> Landed:
     return Landed(result.model, knob, value, result.after.macs <= budget * bench.macs, seconds, seconds,
-                  [(r.group, r.channel) for r in result.removals])
+                  [[r.group, r.channel] for r in result.removals])
 
 
 def onnxcar_uniform(criterion: str) -> Method:

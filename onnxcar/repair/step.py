@@ -93,8 +93,8 @@ def _images(model: onnx.ModelProto, spec: DataSpec, runner: RunnerConfig) -> dic
 def _metric(model: onnx.ModelProto, batch: Batch | None, task: Task, runner: RunnerConfig) -> float | None:
     if batch is None:
         return None
-    result = evaluate(model, batch, task, runner)
-    return result["top1"] if task.kind == "classification" else result["mse"]
+    result = evaluate(model, batch, runner)
+    return result["top1"] if task.kind == "classification" else result[task.metric_name]
 
 
 def check_finite(model: onnx.ModelProto, images: dict[str, np.ndarray], runner: RunnerConfig) -> None:
