@@ -91,3 +91,11 @@ def test_asking_for_a_name_names_the_plugin_that_failed(broken_site):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert "unknown criterion 'largest-l1'" in done.stdout
     assert "the plugin 'broken' (broken_plugin) failed to load: RuntimeError: no licence server" in done.stdout
+
+
+def test_importing_onnxcar_loads_no_plugin():
+    """A plugin imports onnxcar: were plugins loaded while onnxcar itself is importing (a registry
+    read at import time), the import would be circular and every plugin would fail."""
+    done = subprocess.run([sys.executable, "-c", "import sys, onnxcar, onnxcar.cli.main\n"
+                           "print(sys.modules['onnxcar.registry']._plugins_loaded)"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

@@ -1,7 +1,7 @@
 """Data-driven criteria: CAR and RAR (Abbasi-Asl and Yu 2017), mean activation and APoZ (Hu et al. 2016)."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 
 import numpy as np
@@ -29,7 +29,7 @@ class Batch:
 
     inputs: dict[str, np.ndarray]
     targets: np.ndarray
-    task: Task = Task()
+    task: Task = field(default_factory=Task)  # built per instance: reading the task registry loads plugins
 
 
 class DataScorer:

@@ -113,10 +113,11 @@ def prune_model(
     resume: bool = False,
     force: bool = False,
     source: str | None = None,
-    repair: RepairConfig = RepairConfig(),
+    repair: RepairConfig | None = None,
     progress: Progress = silent,
 ) -> PruneResult:
-    """Runs ``config`` on ``model``, then ``repair``; see :func:`onnxcar.prune` for the arguments."""
+    """Runs ``config`` on ``model``, then ``repair`` (None: none); see :func:`onnxcar.prune` for the arguments."""
+    repair = repair or RepairConfig()  # built here, not at import: reading a registry loads the plugins
     start = time.perf_counter()
     repair.check(data)
     task = Task(task)
