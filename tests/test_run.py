@@ -224,7 +224,7 @@ def test_an_early_stop_ends_the_bar_where_pruning_ended(tmp_path):
     removed = len(json.loads((tmp_path / "o.json").read_text())["removed"])
     assert 0 < removed < 47, removed
     bar = [line for line in result.stderr.splitlines() if line.startswith("pruning")][-1]  # plain lines off a terminal
-    assert f"{removed}/{removed}" in bar and "eta 0:00:00" in bar, bar
+    assert f"{removed}/{removed}" in bar, bar
 
 
 def test_a_fast_run_does_not_sync_its_journal_per_iteration(tmp_path, monkeypatch):
