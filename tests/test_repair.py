@@ -16,6 +16,7 @@ from onnxcar.repair import taps
 from onnxcar.repair.consumers import initializer
 from onnxcar.repair.ridge import NormalEquations
 from onnxcar.surgery import make_plan, remove_channels
+from tests.test_pipeline import SAMPLES
 from tests.zoo import run_onnx
 
 COMBINATION = (0.7, -1.3)  # the removed channel is 0.7 * channel 0 - 1.3 * channel 1
@@ -378,7 +379,6 @@ def test_cli_repairs_on_repair_data(run_cli, toy_files, tmp_path):
     assert np.isfinite(run_onnx(onnx.load(out), images(4))[0]).all()
 
 
-SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples"
 RECIPE = f"""
 model = "{SAMPLES / 'alexnet_cifar10.onnx'}"
 
