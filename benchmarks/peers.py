@@ -195,7 +195,8 @@ def model_path(models: pathlib.Path, record: dict) -> pathlib.Path:
 
 
 def markdown(results: dict) -> str:
-    """Test top-1 (MACs kept) per method and budget; the best figure of each column in bold."""
+    """Test top-1 (MACs kept) per method and budget; the best figure of each column among the runs
+    within the budget in bold."""
     budgets = results["budgets"]
     stages = [("prune", lambda r: r.get("test_top1"))]
     repairs = sorted({k for r in results["runs"] for k in r.get("repairs", {})})
@@ -204,7 +205,8 @@ def markdown(results: dict) -> str:
     runs = {(r["method"], r["budget"]): r for r in results["runs"]}
     methods = list(dict.fromkeys(r["method"] for r in results["runs"]))
     header = ["method"] + [f"{b:g} MACs: {stage}" for b in budgets for stage, _ in stages]
-    best = {(b, s): max((get(r) for r in results["runs"] if r["budget"] == b and get(r) is not None), default=None)
+    within = [r for r in results["runs"] if "error" not in r and r["reached"]]  # over budget: shown, never best
+    best = {(b, s): max((get(r) for r in within if r["budget"] == b and get(r) is not None), default=None)
             for b in budgets for s, get in stages}
     lines = [f"Original: test top-1 {results['original']['test_top1']:.2%}, {results['original']['macs']:,} MACs",
              "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
