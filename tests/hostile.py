@@ -1,5 +1,7 @@
 """Builders of hostile files shared by the data, container and CLI tests (issues 13 and 23)."""
 
+import os
+import pathlib
 import struct
 import zlib
 
@@ -55,3 +57,13 @@ def filler_bomb(entries: int, width: int = 8) -> bytes:
     out.blob(stream.tobytes())
     body = bytes(out.data)
     return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def special_file(folder: pathlib.Path, kind: str, name: str) -> pathlib.Path:
+    """A path that is no regular file: a FIFO named ``name`` in ``folder`` (``kind`` "fifo"), or the
+    device ``kind`` itself (e.g. "/dev/zero")."""
+    if kind != "fifo":
+        return pathlib.Path(kind)
+    path = folder / name
+    os.mkfifo(path)
+    return path

@@ -20,6 +20,7 @@ from onnxcar.compression.kmeans import share_weights
 from onnxcar.compression.layers import weight_layers
 from onnxcar.compression.magnitude import prune_smallest
 from onnxcar.errors import ModelError, OnnxcarError
+from tests.hostile import special_file
 from tests.test_prune import cli_command
 from tests.zoo import handbuilt
 
@@ -213,11 +214,7 @@ def test_a_filler_bomb_is_refused_by_the_decoded_size_cap_before_it_allocates(en
 
 @pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
 def test_decompress_refuses_what_is_not_a_regular_file_without_reading_it(tmp_path, special):
-    path = tmp_path / "pipe.onnxz"
-    if special == "fifo":
-        os.mkfifo(path)
-    else:
-        path = special
+    path = special_file(tmp_path, special, "pipe.onnxz")
     done = subprocess.run([*cli_command(), "decompress", str(path), "-o", str(tmp_path / "m.onnx")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr == f"onnxcar: error: cannot read {path}: not a regular file\n"

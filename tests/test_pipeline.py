@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from onnxcar.cli.main import main
+from tests.hostile import special_file
 from tests.test_prune import cli_command
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "samples"
@@ -404,11 +405,7 @@ def test_a_tampered_cache_entry_is_rebuilt_with_a_warning(tmp_path, caplog, what
 
 @pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
 def test_a_data_path_that_is_no_regular_file_is_refused_before_any_work(tmp_path, special):
-    path = tmp_path / "pipe.npz"
-    if special == "fifo":
-        os.mkfifo(path)
-    else:
-        path = pathlib.Path(special)
+    path = special_file(tmp_path, special, "pipe.npz")
     text = QUICK + f'\n[data.train]\npath = "{path}"\npreprocess = "cifar10"\n'  # a role no stage reads
     out = tmp_path / "out"
     done = subprocess.run([*cli_command(), "run", str(recipe(tmp_path, text=text)), "--output-dir", str(out)],
